@@ -1,0 +1,236 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"slices"
+	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Query returns every commit of an aggregate from fromVersion on (inclusive),
+// in version order, read with strongly consistent reads, every page.
+//
+// The sequence streams: it holds one page (at most 1 MB) at a time. It yields
+// a *DecodeError (ErrCorruptCommit) for an item that is not a well-formed
+// commit and goes on with the next one if the loop continues; any other error
+// (an empty aggregate id or negative fromVersion, matching
+// ErrInvalidArgument; a failed call) is yielded once and ends the sequence.
+func (s *Store) Query(ctx context.Context, aggregateID string, fromVersion int64) iter.Seq2[Commit, error] {
+	return func(yield func(Commit, error) bool) {
+		if aggregateID == "" || fromVersion < 0 {
+			yield(Commit{}, fmt.Errorf("%w: Query(%q, %d): want a non-empty aggregate id and a version from 0", ErrInvalidArgument, aggregateID, fromVersion))
+			return
+		}
+		key := expression.Key(AttrAggregateID).Equal(expression.Value(aggregateID)).
+			And(expression.Key(AttrVersion).GreaterThanEqual(expression.Value(fromVersion)))
+		expr, err := expression.NewBuilder().WithKeyCondition(key).Build()
+		if err != nil {
+			yield(Commit{}, fmt.Errorf("store: query %q: build expression: %w", aggregateID, err))
+			return
+		}
+		in := &dynamodb.QueryInput{
+			TableName:                 aws.String(s.cfg.TableName),
+			KeyConditionExpression:    expr.KeyCondition(),
+			ExpressionAttributeNames:  expr.Names(),
+			ExpressionAttributeValues: expr.Values(),
+			ConsistentRead:            aws.Bool(true),
+			ReturnConsumedCapacity:    s.capacity,
+		}
+		if s.cfg.PageSize > 0 {
+			in.Limit = aws.Int32(s.cfg.PageSize)
+		}
+		p := dynamodb.NewQueryPaginator(s.api, in)
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				yield(Commit{}, fmt.Errorf("store: query %q from version %d: %w", aggregateID, fromVersion, err))
+				return
+			}
+			s.reportCapacity(OpQuery, page.ConsumedCapacity)
+			for _, item := range page.Items {
+				if !yield(decode(item)) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// ScanOptions tunes one Scan.
+type ScanOptions struct {
+	// Before, when set, is an exclusive upper bound on commit ids: the scan
+	// ends before the first commit whose CommitID is Before or later.
+	Before string
+	// Buckets restricts the scan to these index buckets (values of
+	// Store.Buckets). Default: every bucket.
+	Buckets []string
+}
+
+// Scan returns every commit after position after, in global commit order
+// (Position order), reading the commit-order index, every page of every
+// bucket, merged. The zero Position starts at the beginning;
+// FromCommitID(id) starts at id inclusive; the Position of the last commit
+// returned resumes exactly, with no duplicate and no skip.
+//
+// The index is eventually consistent: a commit may become visible after
+// commits that sort later. Scan reports what the index holds when each page
+// is read; tailing it safely is the subscribe package's work.
+//
+// The sequence streams: it holds about one page (1 MB) per bucket. It yields
+// a *DecodeError (ErrCorruptCommit) for an item that is not a well-formed
+// commit and goes on if the loop continues; any other error is yielded once
+// and ends the sequence.
+func (s *Store) Scan(ctx context.Context, after Position, optFns ...func(*ScanOptions)) iter.Seq2[Commit, error] {
+	return func(yield func(Commit, error) bool) {
+		var opts ScanOptions
+		for _, fn := range optFns {
+			fn(&opts)
+		}
+		buckets := opts.Buckets
+		if len(buckets) == 0 {
+			buckets = s.buckets
+		}
+		readers := make([]*bucketReader, 0, len(buckets))
+		for _, b := range buckets {
+			if !slices.Contains(s.buckets, b) {
+				yield(Commit{}, fmt.Errorf("%w: bucket %q is not one of %q", ErrInvalidArgument, b, s.buckets))
+				return
+			}
+			r, err := s.newBucketReader(b, after, opts.Before)
+			if err != nil {
+				yield(Commit{}, err)
+				return
+			}
+			if r != nil {
+				readers = append(readers, r)
+			}
+		}
+		for {
+			var next *bucketReader
+			for _, r := range readers {
+				if err := r.fill(ctx); err != nil {
+					yield(Commit{}, err)
+					return
+				}
+				if r.empty() {
+					continue
+				}
+				if next == nil || r.head().pos.Compare(next.head().pos) < 0 {
+					next = r
+				}
+			}
+			if next == nil {
+				return
+			}
+			it := next.pop()
+			if !yield(decode(it.item)) {
+				return
+			}
+		}
+	}
+}
+
+// indexedItem is an index item with its position.
+type indexedItem struct {
+	pos  Position
+	item map[string]types.AttributeValue
+}
+
+// bucketReader reads one bucket of the index in Position order. DynamoDB
+// orders the index by commitId only; items that share one (one aggregate's
+// commits in one millisecond) are put in version order here, which needs a
+// run of equal commit ids to be read whole before its first item is given
+// out.
+type bucketReader struct {
+	s      *Store
+	after  Position
+	before string
+	p      *dynamodb.QueryPaginator
+	buf    []indexedItem // buf[:ready] is final and sorted
+	ready  int
+	done   bool
+}
+
+// newBucketReader returns nil when the range is empty.
+func (s *Store) newBucketReader(bucket string, after Position, before string) (*bucketReader, error) {
+	key := expression.Key(AttrActive).Equal(expression.Value(bucket))
+	switch {
+	case before != "" && after.CommitID >= before:
+		return nil, nil
+	case before != "" && after.CommitID != "":
+		key = key.And(expression.Key(AttrCommitID).Between(expression.Value(after.CommitID), expression.Value(before)))
+	case before != "":
+		key = key.And(expression.Key(AttrCommitID).LessThan(expression.Value(before)))
+	case after.CommitID != "":
+		key = key.And(expression.Key(AttrCommitID).GreaterThanEqual(expression.Value(after.CommitID)))
+	}
+	expr, err := expression.NewBuilder().WithKeyCondition(key).Build()
+	if err != nil {
+		return nil, fmt.Errorf("store: scan bucket %q: build expression: %w", bucket, err)
+	}
+	in := &dynamodb.QueryInput{
+		TableName:                 aws.String(s.cfg.TableName),
+		IndexName:                 aws.String(s.cfg.IndexName),
+		KeyConditionExpression:    expr.KeyCondition(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ReturnConsumedCapacity:    s.capacity,
+	}
+	if s.cfg.PageSize > 0 {
+		in.Limit = aws.Int32(s.cfg.PageSize)
+	}
+	return &bucketReader{s: s, after: after, before: before, p: dynamodb.NewQueryPaginator(s.api, in)}, nil
+}
+
+func (r *bucketReader) empty() bool        { return r.ready == 0 }
+func (r *bucketReader) head() *indexedItem { return &r.buf[0] }
+
+func (r *bucketReader) pop() indexedItem {
+	it := r.buf[0]
+	r.buf[0] = indexedItem{}
+	r.buf = r.buf[1:]
+	r.ready--
+	return it
+}
+
+// fill reads pages until the head is final or the bucket is exhausted.
+func (r *bucketReader) fill(ctx context.Context) error {
+	for r.ready == 0 && !r.done {
+		page, err := r.p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("store: scan index %q after %s: %w", r.s.cfg.IndexName, r.after, err)
+		}
+		r.s.reportCapacity(OpScan, page.ConsumedCapacity)
+		r.done = !r.p.HasMorePages()
+		if len(r.buf) == 0 {
+			r.buf = nil // let the previous page's array go
+		}
+		for _, item := range page.Items {
+			it := indexedItem{item: item}
+			it.pos.CommitID, _ = stringAttr(item, AttrCommitID)
+			it.pos.AggregateID, _ = stringAttr(item, AttrAggregateID)
+			v, _ := numberAttr(item, AttrVersion)
+			it.pos.Version, _ = strconv.ParseInt(v, 10, 64)
+			if it.pos.Compare(r.after) <= 0 || (r.before != "" && it.pos.CommitID >= r.before) {
+				continue
+			}
+			r.buf = append(r.buf, it)
+		}
+		// The last run of equal commit ids may go on in the next page.
+		end := len(r.buf)
+		if !r.done {
+			for end > 0 && r.buf[end-1].pos.CommitID == r.buf[len(r.buf)-1].pos.CommitID {
+				end--
+			}
+		}
+		slices.SortStableFunc(r.buf[:end], func(a, b indexedItem) int { return a.pos.Compare(b.pos) })
+		r.ready = end
+	}
+	return nil
+}
