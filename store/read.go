@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"iter"
@@ -13,6 +14,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
+// QueryOptions tunes one Query.
+type QueryOptions struct {
+	// ToVersion, when above 0, is an exclusive upper bound on versions.
+	ToVersion int64
+	// Backward returns the commits in descending version order, from the
+	// highest (below ToVersion) down to fromVersion.
+	Backward bool
+	// PageSize caps the items per page; 0 means the Store's PageSize. A
+	// small page suits a backward probe for the few latest versions.
+	PageSize int32
+}
+
 // Query returns every commit of an aggregate from fromVersion on (inclusive),
 // in version order, read with strongly consistent reads, every page.
 //
@@ -21,14 +34,24 @@ import (
 // commit and goes on with the next one if the loop continues; any other error
 // (an empty aggregate id or negative fromVersion, matching
 // ErrInvalidArgument; a failed call) is yielded once and ends the sequence.
-func (s *Store) Query(ctx context.Context, aggregateID string, fromVersion int64) iter.Seq2[Commit, error] {
+func (s *Store) Query(ctx context.Context, aggregateID string, fromVersion int64, optFns ...func(*QueryOptions)) iter.Seq2[Commit, error] {
 	return func(yield func(Commit, error) bool) {
-		if aggregateID == "" || fromVersion < 0 {
-			yield(Commit{}, fmt.Errorf("%w: Query(%q, %d): want a non-empty aggregate id and a version from 0", ErrInvalidArgument, aggregateID, fromVersion))
+		var opts QueryOptions
+		for _, fn := range optFns {
+			fn(&opts)
+		}
+		if aggregateID == "" || fromVersion < 0 || opts.ToVersion < 0 || opts.PageSize < 0 {
+			yield(Commit{}, fmt.Errorf("%w: Query(%q, %d, to %d): want a non-empty aggregate id and versions from 0", ErrInvalidArgument, aggregateID, fromVersion, opts.ToVersion))
 			return
 		}
-		key := expression.Key(AttrAggregateID).Equal(expression.Value(aggregateID)).
-			And(expression.Key(AttrVersion).GreaterThanEqual(expression.Value(fromVersion)))
+		if opts.ToVersion > 0 && opts.ToVersion <= fromVersion {
+			return
+		}
+		versions := expression.Key(AttrVersion).GreaterThanEqual(expression.Value(fromVersion))
+		if opts.ToVersion > 0 {
+			versions = expression.Key(AttrVersion).Between(expression.Value(fromVersion), expression.Value(opts.ToVersion-1))
+		}
+		key := expression.Key(AttrAggregateID).Equal(expression.Value(aggregateID)).And(versions)
 		expr, err := expression.NewBuilder().WithKeyCondition(key).Build()
 		if err != nil {
 			yield(Commit{}, fmt.Errorf("store: query %q: build expression: %w", aggregateID, err))
@@ -40,10 +63,11 @@ func (s *Store) Query(ctx context.Context, aggregateID string, fromVersion int64
 			ExpressionAttributeNames:  expr.Names(),
 			ExpressionAttributeValues: expr.Values(),
 			ConsistentRead:            aws.Bool(true),
+			ScanIndexForward:          aws.Bool(!opts.Backward),
 			ReturnConsumedCapacity:    s.capacity,
 		}
-		if s.cfg.PageSize > 0 {
-			in.Limit = aws.Int32(s.cfg.PageSize)
+		if size := cmp.Or(opts.PageSize, s.cfg.PageSize); size > 0 {
+			in.Limit = aws.Int32(size)
 		}
 		p := dynamodb.NewQueryPaginator(s.api, in)
 		for p.HasMorePages() {

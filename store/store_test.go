@@ -605,3 +605,48 @@ func TestReadsStopOnCancelledContext(t *testing.T) {
 		}
 	}
 }
+
+func TestQueryBoundsAndDirection(t *testing.T) {
+	s, _ := setup(t, store.Config{})
+	ctx := context.Background()
+	for v := range 10 {
+		if _, err := s.Append(ctx, store.Commit{AggregateID: "a", Version: int64(v), Events: events(t, v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	versions := func(seq func(func(store.Commit, error) bool)) []int64 {
+		var out []int64
+		for _, c := range collect(t, seq) {
+			out = append(out, c.Version)
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		from int64
+		opts store.QueryOptions
+		want []int64
+	}{
+		{"bounded", 3, store.QueryOptions{ToVersion: 6}, []int64{3, 4, 5}},
+		{"backward", 7, store.QueryOptions{Backward: true}, []int64{9, 8, 7}},
+		{"backward bounded, pages of one", 0, store.QueryOptions{ToVersion: 4, Backward: true, PageSize: 1}, []int64{3, 2, 1, 0}},
+		{"empty range", 5, store.QueryOptions{ToVersion: 5}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := versions(s.Query(ctx, "a", tc.from, func(o *store.QueryOptions) { *o = tc.opts }))
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// Stopping early reads no further pages.
+	n := 0
+	for range s.Query(ctx, "a", 0, func(o *store.QueryOptions) { o.Backward, o.PageSize = true, 1 }) {
+		n++
+		break
+	}
+	if n != 1 {
+		t.Fatal("break did not stop the sequence")
+	}
+}
