@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go/logging"
+
+	"github.com/dynamodb-event-store/eventstore/store"
+)
+
+// Environment variables that set the defaults of the common flags; a flag
+// given on the command line wins.
+const (
+	EnvTable   = "EVENTSTORE_TABLE"
+	EnvIndex   = "EVENTSTORE_INDEX"
+	EnvBuckets = "EVENTSTORE_BUCKETS"
+)
+
+// storeFlags are the flags every data command takes: where the commits table
+// is and how to reach DynamoDB.
+type storeFlags struct {
+	fs            *flag.FlagSet
+	table, index  string
+	buckets       int
+	bucketsEnvErr error // EVENTSTORE_BUCKETS is set but unusable
+	endpoint      string
+	region        string
+}
+
+func addStoreFlags(fs *flag.FlagSet, env func(string) string) *storeFlags {
+	f := &storeFlags{fs: fs}
+	fs.StringVar(&f.table, "table", envOr(env, EnvTable, store.DefaultTableName),
+		"commits table `NAME`; $"+EnvTable+" sets the default")
+	fs.StringVar(&f.index, "index", envOr(env, EnvIndex, store.DefaultIndexName),
+		"commit-order global secondary index `NAME`; $"+EnvIndex+" sets the default")
+	buckets := 1
+	if v := env(EnvBuckets); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= store.MaxIndexBuckets {
+			buckets = n
+		} else {
+			f.bucketsEnvErr = fmt.Errorf("%s=%q: want an integer from 1 to %d", EnvBuckets, v, store.MaxIndexBuckets)
+		}
+	}
+	fs.IntVar(&f.buckets, "buckets", buckets,
+		"number `N` of index buckets (1 to "+strconv.Itoa(store.MaxIndexBuckets)+"); every writer and reader of a table\nmust use the same; $"+EnvBuckets+" sets the default")
+	fs.StringVar(&f.endpoint, "endpoint", "",
+		"DynamoDB endpoint `URL`, e.g. http://localhost:8000 (default: the SDK's,\nfrom $AWS_ENDPOINT_URL_DYNAMODB or the profile); on a loopback address the\nresponse checksum is not checked (DynamoDB Local's does not match)")
+	fs.StringVar(&f.region, "region", "",
+		"AWS `REGION` (default: the SDK's, from $AWS_REGION or the profile)")
+	return f
+}
+
+func envOr(env func(string) string, name, def string) string {
+	if v := env(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// open checks the flags, loads the AWS configuration and returns a DynamoDB
+// client and a Store on it. Bad values are usage errors naming the flag or
+// variable.
+func (f *storeFlags) open(ctx context.Context, s *session) (*dynamodb.Client, *store.Store, error) {
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	switch {
+	case !set["buckets"] && f.bucketsEnvErr != nil:
+		return nil, nil, withCode(ExitUsage, f.bucketsEnvErr)
+	case f.buckets < 1 || f.buckets > store.MaxIndexBuckets:
+		return nil, nil, flagErrorf("--buckets %d: want 1 to %d", f.buckets, store.MaxIndexBuckets)
+	case f.table == "":
+		return nil, nil, flagErrorf("--table: want a table name")
+	case f.index == "":
+		return nil, nil, flagErrorf("--index: want an index name")
+	}
+	if f.endpoint != "" {
+		if u, err := url.Parse(f.endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, nil, flagErrorf("--endpoint %q: want an http or https URL", f.endpoint)
+		}
+	}
+	client, err := f.client(ctx, s.stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	// store.New decides what a valid name is; ask it one flag at a time so
+	// that the message names the flag.
+	if _, err := store.New(client, store.Config{TableName: f.table}); err != nil {
+		return nil, nil, flagErrorf("--table: %w", err)
+	}
+	if _, err := store.New(client, store.Config{IndexName: f.index}); err != nil {
+		return nil, nil, flagErrorf("--index: %w", err)
+	}
+	st, err := store.New(client, store.Config{TableName: f.table, IndexName: f.index, IndexBuckets: f.buckets})
+	if err != nil {
+		return nil, nil, flagErrorf("%w", err)
+	}
+	return client, st, nil
+}
+
+// client loads the SDK's default configuration, with --region and
+// --endpoint applied, and the SDK's log lines sent to stderr.
+func (f *storeFlags) client(ctx context.Context, stderr io.Writer) (*dynamodb.Client, error) {
+	opts := []func(*config.LoadOptions) error{config.WithLogger(sdkLogger(stderr))}
+	if f.region != "" {
+		opts = append(opts, config.WithRegion(f.region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, flagErrorf("no AWS region: use --region, or set AWS_REGION or a profile's region")
+	}
+	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		if f.endpoint != "" {
+			o.BaseEndpoint = aws.String(f.endpoint)
+		}
+		// o.BaseEndpoint also holds $AWS_ENDPOINT_URL_DYNAMODB or the
+		// profile's endpoint_url here. On a loopback address it is an
+		// emulator: DynamoDB Local's X-Amz-Crc32 header does not match its
+		// error bodies, and the SDK would warn of a checksum mismatch on
+		// every conditional-check failure.
+		if isLoopback(aws.ToString(o.BaseEndpoint)) {
+			o.DisableValidateResponseChecksum = true
+		}
+	}), nil
+}
+
+// isLoopback reports whether endpoint is a URL of this machine.
+func isLoopback(endpoint string) bool {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// sdkLogger writes the SDK's log lines to w, prefixed like every message.
+func sdkLogger(w io.Writer) logging.Logger {
+	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		fmt.Fprintf(w, "%s: aws sdk %s: %s\n", prog, c, fmt.Sprintf(format, v...))
+	})
+}
+
+// explainNotFound adds the table's and index's names to an error DynamoDB
+// gives for a missing table or index.
+func explainNotFound(err error, cfg store.Config) error {
+	var nf *types.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return fmt.Errorf("table %q or its index %q not found: %w", cfg.TableName, cfg.IndexName, err)
+	}
+	return err
+}

@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynamodb-event-store/eventstore/store"
+)
+
+// tablePollInterval is how often `table create --if-not-exists` looks at a
+// table another process is creating.
+const tablePollInterval = 500 * time.Millisecond
+
+var tableCreateCommand = &command{
+	name:    "create",
+	summary: "create the commits table and its commit-order index",
+	help: `
+Creates the commits table (hash key aggregateId, range key version) and its
+global secondary index (hash key active, range key commitId, projection ALL),
+with the stream enabled (view type NEW_IMAGE) unless --no-stream, and waits
+until both are ACTIVE. Billing is on-demand unless --read-capacity and
+--write-capacity are given, which provision the table and the index alike.
+
+An existing table is an error (exit status 1), unless --if-not-exists: then
+it is a success if it has the layout the store relies on, and a failure
+listing the differences otherwise.`,
+	setup: func(fs *flag.FlagSet, env func(string) string) action {
+		sf := addStoreFlags(fs, env)
+		var opts store.TableOptions
+		fs.Int64Var(&opts.ReadCapacity, "read-capacity", 0, "provisioned read capacity `UNITS` of the table and the index (with --write-capacity);\ndefault: on-demand")
+		fs.Int64Var(&opts.WriteCapacity, "write-capacity", 0, "provisioned write capacity `UNITS` of the table and the index (with --read-capacity);\ndefault: on-demand")
+		fs.BoolVar(&opts.NoStream, "no-stream", false, "create the table without its DynamoDB stream")
+		ifNotExists := fs.Bool("if-not-exists", false, "succeed if the table exists already and conforms")
+		return func(ctx context.Context, s *session) error {
+			client, st, err := sf.open(ctx, s)
+			if err != nil {
+				return err
+			}
+			cfg := st.Config()
+			err = store.CreateTable(ctx, client, cfg, opts)
+			switch {
+			case err == nil:
+				s.warnf("table %s created", cfg.TableName)
+				return nil
+			case errors.Is(err, store.ErrInvalidArgument):
+				return flagErrorf("--read-capacity %d, --write-capacity %d: %w", opts.ReadCapacity, opts.WriteCapacity, err)
+			case errors.Is(err, store.ErrTableExists) && *ifNotExists:
+				if err := awaitConforming(ctx, client, cfg); err != nil {
+					return err
+				}
+				s.warnf("table %s exists already", cfg.TableName)
+				return nil
+			case errors.Is(err, store.ErrTableExists):
+				return fmt.Errorf("table %s exists already (--if-not-exists makes that a success)", cfg.TableName)
+			}
+			return err
+		}
+	},
+}
+
+// awaitConforming checks that an existing table has the store's layout and
+// waits until it and its indexes are ACTIVE, as when another process has
+// just created it.
+func awaitConforming(ctx context.Context, client store.TableAPI, cfg store.Config) error {
+	for {
+		d, mismatches, err := store.DescribeTable(ctx, client, cfg)
+		if err != nil {
+			return err
+		}
+		if len(mismatches) > 0 {
+			return fmt.Errorf("table %s exists but does not conform: %s", cfg.TableName, strings.Join(mismatches, "; "))
+		}
+		if active(d) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(tablePollInterval):
+		}
+	}
+}
+
+func active(d *types.TableDescription) bool {
+	if d.TableStatus != types.TableStatusActive {
+		return false
+	}
+	for _, ix := range d.GlobalSecondaryIndexes {
+		if ix.IndexStatus != types.IndexStatusActive {
+			return false
+		}
+	}
+	return true
+}
+
+var tableDeleteCommand = &command{
+	name:    "delete",
+	summary: "delete the commits table and every commit in it",
+	help: `
+Deletes the commits table, its index and every commit in it, and waits until
+it is gone. A missing table is an error (exit status 1), unless --if-exists.`,
+	setup: func(fs *flag.FlagSet, env func(string) string) action {
+		sf := addStoreFlags(fs, env)
+		ifExists := fs.Bool("if-exists", false, "succeed if the table does not exist")
+		return func(ctx context.Context, s *session) error {
+			client, st, err := sf.open(ctx, s)
+			if err != nil {
+				return err
+			}
+			cfg := st.Config()
+			err = store.DeleteTable(ctx, client, cfg)
+			switch {
+			case err == nil:
+				s.warnf("table %s deleted", cfg.TableName)
+				return nil
+			case errors.Is(err, store.ErrTableNotFound) && *ifExists:
+				return nil
+			case errors.Is(err, store.ErrTableNotFound):
+				return fmt.Errorf("table %s not found", cfg.TableName)
+			}
+			return err
+		}
+	},
+}
+
+var tableDescribeCommand = &command{
+	name:    "describe",
+	summary: "print the commits table's description as JSON",
+	help: `
+Prints a JSON summary of the commits table: name, status, key schema, the
+commit-order index, the stream, item count (DynamoDB updates it about every
+six hours), billing mode, and "mismatches", how the table differs from the
+layout the store relies on. Exit status 1 when the table is missing or does
+not conform.`,
+	setup: func(fs *flag.FlagSet, env func(string) string) action {
+		sf := addStoreFlags(fs, env)
+		return func(ctx context.Context, s *session) error {
+			client, st, err := sf.open(ctx, s)
+			if err != nil {
+				return err
+			}
+			cfg := st.Config()
+			d, mismatches, err := store.DescribeTable(ctx, client, cfg)
+			if errors.Is(err, store.ErrTableNotFound) {
+				return fmt.Errorf("table %s not found", cfg.TableName)
+			}
+			if err != nil {
+				return err
+			}
+			out, err := json.MarshalIndent(summarize(d, cfg.IndexName, mismatches), "", "  ")
+			if err != nil {
+				return fmt.Errorf("encode description: %w", err)
+			}
+			if _, err := fmt.Fprintf(s.stdout, "%s\n", out); err != nil {
+				return fmt.Errorf("write stdout: %w", err)
+			}
+			if len(mismatches) > 0 {
+				return fmt.Errorf("table %s does not conform: %s", cfg.TableName, strings.Join(mismatches, "; "))
+			}
+			return nil
+		}
+	},
+}
+
+// tableSummary is what `table describe` prints.
+type tableSummary struct {
+	TableName     string        `json:"tableName"`
+	TableARN      string        `json:"tableArn,omitempty"`
+	Status        string        `json:"status"`
+	KeySchema     []keyElement  `json:"keySchema"`
+	Index         *indexSummary `json:"index"` // nil when missing
+	Stream        streamSummary `json:"stream"`
+	ItemCount     int64         `json:"itemCount"`
+	BillingMode   string        `json:"billingMode"`
+	ReadCapacity  int64         `json:"readCapacity,omitempty"`
+	WriteCapacity int64         `json:"writeCapacity,omitempty"`
+	Mismatches    []string      `json:"mismatches"`
+}
+
+type keyElement struct {
+	AttributeName string `json:"attributeName"`
+	KeyType       string `json:"keyType"`
+	AttributeType string `json:"attributeType,omitempty"`
+}
+
+type indexSummary struct {
+	Name       string       `json:"name"`
+	Status     string       `json:"status"`
+	KeySchema  []keyElement `json:"keySchema"`
+	Projection string       `json:"projection"`
+}
+
+type streamSummary struct {
+	Enabled  bool   `json:"enabled"`
+	ViewType string `json:"viewType,omitempty"`
+	ARN      string `json:"arn,omitempty"`
+}
+
+func summarize(d *types.TableDescription, indexName string, mismatches []string) tableSummary {
+	attrType := map[string]string{}
+	for _, a := range d.AttributeDefinitions {
+		attrType[aws.ToString(a.AttributeName)] = string(a.AttributeType)
+	}
+	keys := func(ks []types.KeySchemaElement) []keyElement {
+		out := make([]keyElement, 0, len(ks))
+		for _, k := range ks {
+			name := aws.ToString(k.AttributeName)
+			out = append(out, keyElement{AttributeName: name, KeyType: string(k.KeyType), AttributeType: attrType[name]})
+		}
+		return out
+	}
+	sum := tableSummary{
+		TableName:   aws.ToString(d.TableName),
+		TableARN:    aws.ToString(d.TableArn),
+		Status:      string(d.TableStatus),
+		KeySchema:   keys(d.KeySchema),
+		ItemCount:   aws.ToInt64(d.ItemCount),
+		BillingMode: string(types.BillingModeProvisioned), // DynamoDB omits the summary for tables always provisioned
+		Mismatches:  append([]string{}, mismatches...),
+	}
+	if d.BillingModeSummary != nil && d.BillingModeSummary.BillingMode != "" {
+		sum.BillingMode = string(d.BillingModeSummary.BillingMode)
+	}
+	if pt := d.ProvisionedThroughput; pt != nil && sum.BillingMode == string(types.BillingModeProvisioned) {
+		sum.ReadCapacity, sum.WriteCapacity = aws.ToInt64(pt.ReadCapacityUnits), aws.ToInt64(pt.WriteCapacityUnits)
+	}
+	for _, ix := range d.GlobalSecondaryIndexes {
+		if aws.ToString(ix.IndexName) != indexName {
+			continue
+		}
+		is := &indexSummary{Name: indexName, Status: string(ix.IndexStatus), KeySchema: keys(ix.KeySchema)}
+		if ix.Projection != nil {
+			is.Projection = string(ix.Projection.ProjectionType)
+		}
+		sum.Index = is
+	}
+	if ss := d.StreamSpecification; ss != nil && aws.ToBool(ss.StreamEnabled) {
+		sum.Stream = streamSummary{Enabled: true, ViewType: string(ss.StreamViewType), ARN: aws.ToString(d.LatestStreamArn)}
+	}
+	return sum
+}
