@@ -1,0 +1,42 @@
+// Package checkpoint is where each subscription's position and leases live,
+// and where the commits a subscription could not handle are set aside
+// ("parked").
+//
+// The package holds the types, the interfaces and the errors; it makes no
+// calls itself. Implementations are subpackages:
+//
+//   - checkpoint/dynamocheckpoint keeps everything in one DynamoDB table;
+//   - checkpoint/memcheckpoint keeps it in memory, for tests;
+//   - checkpoint/checkpointtest is the conformance suite both pass.
+//
+// # Keys, positions and leases
+//
+// A [Key] names one unit of a subscription's work: a whole subscription (Unit
+// ""), or later an index bucket or a stream shard. Its [Checkpoint] holds the
+// Position the subscription's source encoded (an opaque string, JSON in
+// practice, never interpreted here), the Owner that holds the key, and a
+// lease counter used as a fencing token:
+//
+//   - [Store.Claim] makes a process the owner and increments the counter;
+//   - [Store.Save] moves the position only if the presented owner and lease
+//     are still current, and otherwise returns a *[FencedError] (matching
+//     [ErrFenced]), so a process that lost its lease can never move the
+//     checkpoint;
+//   - [Setter.Set] lets an operator move a position; it increments the
+//     counter too, so a live holder's next Save is fenced.
+//
+// # Parked commits
+//
+// A [ParkStore] keeps the commits a handler gave up on, per subscription,
+// ordered by aggregate id (byte order) then version, so that a worker can
+// tell whether an aggregate has parked commits (and keep its order by parking
+// the later ones too) and an operator can list and replay them.
+//
+// # Errors
+//
+// Every error of an implementation matches one of the sentinels with
+// errors.Is when it stands for one of their conditions: [ErrInvalidArgument]
+// for input rejected before any call or write, [ErrNotFound], [ErrFenced]
+// (as a *[FencedError]) and [ErrHeld] (as a *[HeldError]). Other errors (a
+// failed DynamoDB call, a cancelled context) are returned wrapped.
+package checkpoint

@@ -1,0 +1,287 @@
+package dynamocheckpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
+	"github.com/dynamodb-event-store/eventstore/checkpoint/internal/input"
+)
+
+// Claim makes owner the holder of key with one UpdateItem that increments
+// the lease counter and sets the owner, creating the item if needed, and
+// returns the checkpoint as updated. See checkpoint.Store for the errors; an
+// item that does not decode returns a *DecodeError.
+func (s *Store) Claim(ctx context.Context, key checkpoint.Key, owner string) (checkpoint.Checkpoint, error) {
+	if err := input.Key(key); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Owner(owner); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	update := expression.Add(expression.Name(AttrLease), expression.Value(1)).
+		Set(expression.Name(AttrOwner), expression.Value(owner))
+	expr, err := expression.NewBuilder().WithUpdate(update).Build()
+	if err != nil {
+		return checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: claim %s: build expression: %w", key, err)
+	}
+	out, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.cfg.TableName),
+		Key:                       checkpointKey(key),
+		UpdateExpression:          expr.Update(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ReturnValues:              types.ReturnValueAllNew,
+	})
+	if err != nil {
+		return checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: claim %s for %q: %w", key, owner, err)
+	}
+	return decodeCheckpoint(out.Attributes)
+}
+
+// heldCondition is the condition that owner holds the key at lease.
+func heldCondition(cp checkpoint.Checkpoint) expression.ConditionBuilder {
+	return expression.Name(AttrOwner).Equal(expression.Value(cp.Owner)).
+		And(expression.Name(AttrLease).Equal(expression.Value(cp.Lease)))
+}
+
+// setPosition adds the position to an update: SET, or REMOVE when empty.
+func setPosition(u expression.UpdateBuilder, position string) expression.UpdateBuilder {
+	if position == "" {
+		return u.Remove(expression.Name(AttrPosition))
+	}
+	return u.Set(expression.Name(AttrPosition), expression.Value(position))
+}
+
+// Save stores cp.Position with one UpdateItem conditional on cp.Owner and
+// cp.Lease, and sets updatedAt. See checkpoint.Store for the errors.
+func (s *Store) Save(ctx context.Context, cp checkpoint.Checkpoint) error {
+	if err := input.Held(cp); err != nil {
+		return err
+	}
+	update := setPosition(expression.Set(expression.Name(AttrUpdatedAt), expression.Value(s.cfg.Clock().UnixMilli())), cp.Position)
+	return s.updateHeld(ctx, "save", cp, update)
+}
+
+// Release clears the owner with one UpdateItem conditional on cp.Owner and
+// cp.Lease. See checkpoint.Setter for the errors.
+func (s *Store) Release(ctx context.Context, cp checkpoint.Checkpoint) error {
+	if err := input.Held(cp); err != nil {
+		return err
+	}
+	return s.updateHeld(ctx, "release", cp, expression.Remove(expression.Name(AttrOwner)))
+}
+
+// updateHeld applies update if cp.Owner holds cp.Key at cp.Lease, and
+// otherwise returns a *checkpoint.FencedError or ErrNotFound.
+func (s *Store) updateHeld(ctx context.Context, op string, cp checkpoint.Checkpoint, update expression.UpdateBuilder) error {
+	expr, err := expression.NewBuilder().WithUpdate(update).WithCondition(heldCondition(cp)).Build()
+	if err != nil {
+		return fmt.Errorf("checkpoint: %s %s: build expression: %w", op, cp.Key, err)
+	}
+	_, err = s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           aws.String(s.cfg.TableName),
+		Key:                                 checkpointKey(cp.Key),
+		UpdateExpression:                    expr.Update(),
+		ConditionExpression:                 expr.Condition(),
+		ExpressionAttributeNames:            expr.Names(),
+		ExpressionAttributeValues:           expr.Values(),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &ccf):
+		return fmt.Errorf("checkpoint: %s %s for %q at lease %d: %w", op, cp.Key, cp.Owner, cp.Lease, err)
+	case len(ccf.Item) == 0:
+		return notFound(cp.Key)
+	}
+	cur, err := decodeCheckpoint(ccf.Item)
+	if err != nil {
+		return err
+	}
+	return &checkpoint.FencedError{Key: cp.Key, Owner: cur.Owner, Lease: cur.Lease, PresentedOwner: cp.Owner, PresentedLease: cp.Lease}
+}
+
+func notFound(key checkpoint.Key) error {
+	return fmt.Errorf("%w: %s", checkpoint.ErrNotFound, key)
+}
+
+// Load returns key's checkpoint, read with a strongly consistent GetItem.
+// See checkpoint.Store for the errors; an item that does not decode returns
+// a *DecodeError.
+func (s *Store) Load(ctx context.Context, key checkpoint.Key) (checkpoint.Checkpoint, error) {
+	if err := input.Key(key); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.cfg.TableName),
+		Key:            checkpointKey(key),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: load %s: %w", key, err)
+	}
+	if len(out.Item) == 0 {
+		return checkpoint.Checkpoint{}, notFound(key)
+	}
+	return decodeCheckpoint(out.Item)
+}
+
+// Set overwrites key's position with one UpdateItem that also increments
+// the lease counter, removes the owner and sets updatedAt, conditional on
+// there being no owner unless force. See checkpoint.Setter for the errors.
+func (s *Store) Set(ctx context.Context, key checkpoint.Key, position string, force bool) (checkpoint.Checkpoint, error) {
+	if err := input.Key(key); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Position(position); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	update := expression.Add(expression.Name(AttrLease), expression.Value(1)).
+		Set(expression.Name(AttrUpdatedAt), expression.Value(s.cfg.Clock().UnixMilli())).
+		Remove(expression.Name(AttrOwner))
+	b := expression.NewBuilder().WithUpdate(setPosition(update, position))
+	if !force {
+		b = b.WithCondition(expression.AttributeNotExists(expression.Name(AttrOwner)))
+	}
+	expr, err := b.Build()
+	if err != nil {
+		return checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: set %s: build expression: %w", key, err)
+	}
+	in := &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.cfg.TableName),
+		Key:                       checkpointKey(key),
+		UpdateExpression:          expr.Update(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ReturnValues:              types.ReturnValueAllNew,
+	}
+	if !force {
+		in.ConditionExpression = expr.Condition()
+		in.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+	}
+	out, err := s.api.UpdateItem(ctx, in)
+	if err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			// The condition fails only when an owner is there.
+			d := decoder{item: ccf.Item}
+			owner := d.str(AttrOwner, false)
+			if d.err != nil {
+				return checkpoint.Checkpoint{}, d.err
+			}
+			return checkpoint.Checkpoint{}, &checkpoint.HeldError{Key: key, Owner: owner}
+		}
+		return checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: set %s: %w", key, err)
+	}
+	return decodeCheckpoint(out.Attributes)
+}
+
+// List returns the checkpoints of one subscription (one strongly consistent
+// Query, every page), or of every subscription when subscription is "" (a
+// Scan for the subscriptions' names, then a Query per subscription, in
+// order). See checkpoint.Lister.
+func (s *Store) List(ctx context.Context, subscription string) iter.Seq2[checkpoint.Checkpoint, error] {
+	return func(yield func(checkpoint.Checkpoint, error) bool) {
+		if subscription != "" {
+			if err := input.Subscription(subscription); err != nil {
+				yield(checkpoint.Checkpoint{}, err)
+				return
+			}
+			s.listSubscription(ctx, subscription, yield)
+			return
+		}
+		subs, err := s.subscriptions(ctx)
+		if err != nil {
+			yield(checkpoint.Checkpoint{}, err)
+			return
+		}
+		for _, sub := range subs {
+			if !s.listSubscription(ctx, sub, yield) {
+				return
+			}
+		}
+	}
+}
+
+// listSubscription yields one subscription's checkpoints and reports
+// whether the caller may go on.
+func (s *Store) listSubscription(ctx context.Context, subscription string, yield func(checkpoint.Checkpoint, error) bool) bool {
+	key := expression.Key(AttrPK).Equal(expression.Value(checkpointPrefix + subscription))
+	expr, err := expression.NewBuilder().WithKeyCondition(key).Build()
+	if err != nil {
+		yield(checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: list %q: build expression: %w", subscription, err))
+		return false
+	}
+	p := dynamodb.NewQueryPaginator(s.api, &dynamodb.QueryInput{
+		TableName:                 aws.String(s.cfg.TableName),
+		KeyConditionExpression:    expr.KeyCondition(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ConsistentRead:            aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			yield(checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: list %q: %w", subscription, err))
+			return false
+		}
+		for _, item := range page.Items {
+			if !yield(decodeCheckpoint(item)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// subscriptions returns the names of every subscription with a checkpoint,
+// sorted, from a Scan of the table's keys.
+func (s *Store) subscriptions(ctx context.Context) ([]string, error) {
+	expr, err := expression.NewBuilder().
+		WithFilter(expression.Name(AttrPK).BeginsWith(checkpointPrefix)).
+		WithProjection(expression.NamesList(expression.Name(AttrPK))).
+		Build()
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: list: build expression: %w", err)
+	}
+	p := dynamodb.NewScanPaginator(s.api, &dynamodb.ScanInput{
+		TableName:                 aws.String(s.cfg.TableName),
+		FilterExpression:          expr.Filter(),
+		ProjectionExpression:      expr.Projection(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ConsistentRead:            aws.Bool(true),
+	})
+	seen := map[string]bool{}
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: list: scan %s: %w", s.cfg.TableName, err)
+		}
+		for _, item := range page.Items {
+			if pk, ok := item[AttrPK].(*types.AttributeValueMemberS); ok {
+				if sub, ok := strings.CutPrefix(pk.Value, checkpointPrefix); ok && sub != "" {
+					seen[sub] = true
+				}
+			}
+		}
+	}
+	subs := make([]string, 0, len(seen))
+	for sub := range seen {
+		subs = append(subs, sub)
+	}
+	slices.Sort(subs)
+	return subs, nil
+}

@@ -1,0 +1,56 @@
+// Package dynamocheckpoint keeps checkpoints and parked commits in one
+// Amazon DynamoDB table. [Store] implements checkpoint.Store,
+// checkpoint.Lister, checkpoint.Setter and checkpoint.ParkStore, and passes
+// the conformance suite checkpoint/checkpointtest.
+//
+// # Table
+//
+// One table (default name eventstoreCheckpoints) with generic keys pk (S,
+// hash) and sk (S, range), on-demand billing by default; [TableDefinition]
+// is its one definition, and [CreateTable], [DescribeTable] and
+// [DeleteTable] manage it. It holds two kinds of items:
+//
+//   - a checkpoint: pk "cp#"+subscription, sk "u#"+unit, with the
+//     attributes position (S, absent when empty), owner (S, absent when no
+//     one holds the key), lease (N) and updatedAt (N, Unix milliseconds,
+//     absent until a position is saved);
+//   - a parked commit: pk "park#"+subscription, sk the aggregate id with the
+//     bytes U+0000 and U+0001 escaped (as U+0001 U+0002 and U+0001 U+0003),
+//     then U+0001 U+0001, then the version as one letter giving its number
+//     of digits ('a' for 1, 'b' for 2, …) and its decimal digits. That sort
+//     key orders items exactly by aggregate id (byte order) then version,
+//     gives every aggregate a prefix no other aggregate's keys start with
+//     (whatever its id contains, '#' included), and fits the longest
+//     aggregate id the store accepts. The commit is kept in the attributes
+//     aggregateId (S), version (N), commitId (S), committedAt (N) and events
+//     (S), with reason (S), attempts (N) and parkedAt (N, Unix
+//     milliseconds).
+//
+// Each subscription's checkpoints and parked commits are one partition
+// each, so subscriptions do not contend with each other.
+//
+// # Calls
+//
+//   - Claim is one UpdateItem (ADD lease 1, SET owner), creating the item
+//     if needed.
+//   - Save and Release are one UpdateItem conditional on owner and lease;
+//     on a failed condition DynamoDB returns the item as it is
+//     (ReturnValuesOnConditionCheckFailure ALL_OLD), which fills the
+//     *checkpoint.FencedError.
+//   - Set is one UpdateItem, conditional on attribute_not_exists(owner)
+//     unless forced.
+//   - Load is a strongly consistent GetItem; List and Parked are strongly
+//     consistent Queries, every page, streamed. List of every subscription
+//     first Scans the table for the subscriptions' names (reading, and
+//     paying for, every item of the table, parked commits included), then
+//     Queries each subscription in order: an operator's call, not one for
+//     a hot path.
+//   - Park is one PutItem, Unpark one DeleteItem.
+//
+// An item that does not decode (written by hand, or by another program) is
+// reported as a *DecodeError naming its key, matching ErrCorruptItem.
+//
+// A Store is safe for concurrent use. It takes a DynamoDB client (any value
+// with the API methods, such as *dynamodb.Client) and loads no AWS
+// configuration itself.
+package dynamocheckpoint

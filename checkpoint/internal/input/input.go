@@ -1,0 +1,150 @@
+package input
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
+	"github.com/dynamodb-event-store/eventstore/store"
+)
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{checkpoint.ErrInvalidArgument}, args...)...)
+}
+
+// name checks a subscription, unit or owner: valid UTF-8 of at most
+// checkpoint.MaxNameBytes bytes, and non-empty when required.
+func name(what, s string, required bool) error {
+	switch {
+	case s == "" && required:
+		return invalid("empty %s", what)
+	case len(s) > checkpoint.MaxNameBytes:
+		return invalid("%s is %d bytes, limit %d", what, len(s), checkpoint.MaxNameBytes)
+	case !utf8.ValidString(s):
+		return invalid("%s %q is not valid UTF-8", what, s)
+	}
+	return nil
+}
+
+// Subscription checks a subscription name.
+func Subscription(s string) error { return name("subscription", s, true) }
+
+// Key checks a key: a subscription, and a unit that may be empty.
+func Key(k checkpoint.Key) error {
+	if err := Subscription(k.Subscription); err != nil {
+		return err
+	}
+	return name("unit", k.Unit, false)
+}
+
+// Owner checks an owner given to Claim.
+func Owner(owner string) error { return name("owner", owner, true) }
+
+// Position checks a position given to Save or Set.
+func Position(p string) error {
+	switch {
+	case len(p) > checkpoint.MaxPositionBytes:
+		return invalid("position is %d bytes, limit %d", len(p), checkpoint.MaxPositionBytes)
+	case !utf8.ValidString(p):
+		return invalid("position is not valid UTF-8")
+	}
+	return nil
+}
+
+// Held checks a checkpoint presented to Save or Release: a valid key and
+// owner, a lease from 1 and a valid position.
+func Held(cp checkpoint.Checkpoint) error {
+	if err := Key(cp.Key); err != nil {
+		return err
+	}
+	if err := Owner(cp.Owner); err != nil {
+		return err
+	}
+	if cp.Lease < 1 {
+		return invalid("%s: lease %d: want the lease Claim returned (1 or more)", cp.Key, cp.Lease)
+	}
+	return Position(cp.Position)
+}
+
+// AggregateID checks an aggregate id: non-empty valid UTF-8 of at most
+// store.MaxAggregateIDBytes bytes.
+func AggregateID(id string) error {
+	switch {
+	case id == "":
+		return invalid("empty aggregate id")
+	case len(id) > store.MaxAggregateIDBytes:
+		return invalid("aggregate id is %d bytes, limit %d", len(id), store.MaxAggregateIDBytes)
+	case !utf8.ValidString(id):
+		return invalid("aggregate id %q is not valid UTF-8", id)
+	}
+	return nil
+}
+
+// Version checks a commit version.
+func Version(v int64) error {
+	if v < 0 {
+		return invalid("negative version %d", v)
+	}
+	return nil
+}
+
+// ParkedKey checks the arguments of Unpark.
+func ParkedKey(subscription, aggregateID string, version int64) error {
+	if err := Subscription(subscription); err != nil {
+		return err
+	}
+	if err := AggregateID(aggregateID); err != nil {
+		return err
+	}
+	return Version(version)
+}
+
+// ParkedFilter checks the arguments of Parked: a subscription, and an
+// aggregate id that may be empty (all aggregates).
+func ParkedFilter(subscription, aggregateID string) error {
+	if err := Subscription(subscription); err != nil {
+		return err
+	}
+	if aggregateID == "" {
+		return nil
+	}
+	return AggregateID(aggregateID)
+}
+
+// Parked checks a commit given to Park and returns it as it is to be stored:
+// Reason made valid UTF-8 and cut to checkpoint.MaxReasonBytes, ParkedAt set
+// to now() when zero, and ParkedAt in UTC at millisecond precision.
+func Parked(p checkpoint.Parked, now func() time.Time) (checkpoint.Parked, error) {
+	if err := ParkedKey(p.Subscription, p.Commit.AggregateID, p.Commit.Version); err != nil {
+		return checkpoint.Parked{}, err
+	}
+	if p.Attempts < 0 {
+		return checkpoint.Parked{}, invalid("negative attempts %d", p.Attempts)
+	}
+	p.Reason = Reason(p.Reason)
+	if p.ParkedAt.IsZero() {
+		p.ParkedAt = now()
+	}
+	p.ParkedAt = Millis(p.ParkedAt)
+	return p, nil
+}
+
+// Reason returns s as valid UTF-8 of at most checkpoint.MaxReasonBytes
+// bytes, cut at a character boundary.
+func Reason(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= checkpoint.MaxReasonBytes {
+		return s
+	}
+	cut := checkpoint.MaxReasonBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
+
+// Millis returns t in UTC truncated to the millisecond, as the stores keep
+// times.
+func Millis(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }

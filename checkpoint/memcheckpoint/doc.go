@@ -1,0 +1,9 @@
+// Package memcheckpoint keeps checkpoints and parked commits in memory, for
+// tests of code that uses package checkpoint.
+//
+// One type, [Mem], implements checkpoint.Store, checkpoint.Lister,
+// checkpoint.Setter and checkpoint.ParkStore with the same semantics as the
+// DynamoDB implementation (both pass checkpoint/checkpointtest): the same
+// input rules, fencing, ordering and time precision (milliseconds, UTC).
+// Nothing is persisted; a Mem is empty when created.
+package memcheckpoint

@@ -1,0 +1,292 @@
+package memcheckpoint
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"iter"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
+	"github.com/dynamodb-event-store/eventstore/checkpoint/internal/input"
+)
+
+var (
+	_ checkpoint.Store     = (*Mem)(nil)
+	_ checkpoint.Lister    = (*Mem)(nil)
+	_ checkpoint.Setter    = (*Mem)(nil)
+	_ checkpoint.ParkStore = (*Mem)(nil)
+)
+
+// Mem is an in-memory checkpoint.Store, checkpoint.Lister,
+// checkpoint.Setter and checkpoint.ParkStore. It is safe for concurrent
+// use; every method is atomic. Methods return ctx.Err() when ctx is done
+// before they start.
+type Mem struct {
+	clock func() time.Time
+
+	mu     sync.Mutex
+	cps    map[checkpoint.Key]checkpoint.Checkpoint
+	parked map[parkKey]checkpoint.Parked
+}
+
+type parkKey struct {
+	subscription, aggregateID string
+	version                   int64
+}
+
+// New returns an empty Mem on the system clock.
+func New() *Mem { return NewWithClock(nil) }
+
+// NewWithClock returns an empty Mem whose UpdatedAt and ParkedAt times come
+// from clock (nil means time.Now). clock may be called from several
+// goroutines at once.
+func NewWithClock(clock func() time.Time) *Mem {
+	if clock == nil {
+		clock = time.Now
+	}
+	return &Mem{
+		clock:  clock,
+		cps:    make(map[checkpoint.Key]checkpoint.Checkpoint),
+		parked: make(map[parkKey]checkpoint.Parked),
+	}
+}
+
+func (m *Mem) now() time.Time { return input.Millis(m.clock()) }
+
+// Claim makes owner the holder of key and increments its lease counter; see
+// checkpoint.Store.
+func (m *Mem) Claim(ctx context.Context, key checkpoint.Key, owner string) (checkpoint.Checkpoint, error) {
+	if err := ctx.Err(); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Key(key); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Owner(owner); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cp := m.cps[key]
+	cp.Key = key
+	cp.Owner = owner
+	cp.Lease++
+	m.cps[key] = cp
+	return cp, nil
+}
+
+// Save stores cp.Position if cp.Owner holds cp.Key at cp.Lease; see
+// checkpoint.Store.
+func (m *Mem) Save(ctx context.Context, cp checkpoint.Checkpoint) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := input.Held(cp); err != nil {
+		return err
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, err := m.heldLocked(cp)
+	if err != nil {
+		return err
+	}
+	cur.Position = cp.Position
+	cur.UpdatedAt = now
+	m.cps[cp.Key] = cur
+	return nil
+}
+
+// heldLocked returns the stored checkpoint of cp.Key if cp.Owner holds it at
+// cp.Lease, and otherwise a *checkpoint.FencedError or ErrNotFound.
+func (m *Mem) heldLocked(cp checkpoint.Checkpoint) (checkpoint.Checkpoint, error) {
+	cur, ok := m.cps[cp.Key]
+	if !ok {
+		return checkpoint.Checkpoint{}, notFound(cp.Key)
+	}
+	if cur.Owner != cp.Owner || cur.Lease != cp.Lease {
+		return checkpoint.Checkpoint{}, &checkpoint.FencedError{Key: cp.Key, Owner: cur.Owner, Lease: cur.Lease,
+			PresentedOwner: cp.Owner, PresentedLease: cp.Lease}
+	}
+	return cur, nil
+}
+
+func notFound(key checkpoint.Key) error {
+	return fmt.Errorf("%w: %s", checkpoint.ErrNotFound, key)
+}
+
+// Load returns key's checkpoint; see checkpoint.Store.
+func (m *Mem) Load(ctx context.Context, key checkpoint.Key) (checkpoint.Checkpoint, error) {
+	if err := ctx.Err(); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Key(key); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cp, ok := m.cps[key]
+	if !ok {
+		return checkpoint.Checkpoint{}, notFound(key)
+	}
+	return cp, nil
+}
+
+// List returns the checkpoints of one subscription, or of all when
+// subscription is "", ordered by subscription then unit; see
+// checkpoint.Lister. It yields a snapshot taken when iteration starts.
+func (m *Mem) List(ctx context.Context, subscription string) iter.Seq2[checkpoint.Checkpoint, error] {
+	return func(yield func(checkpoint.Checkpoint, error) bool) {
+		if err := ctx.Err(); err != nil {
+			yield(checkpoint.Checkpoint{}, err)
+			return
+		}
+		if subscription != "" {
+			if err := input.Subscription(subscription); err != nil {
+				yield(checkpoint.Checkpoint{}, err)
+				return
+			}
+		}
+		m.mu.Lock()
+		var out []checkpoint.Checkpoint
+		for k, cp := range m.cps {
+			if subscription == "" || k.Subscription == subscription {
+				out = append(out, cp)
+			}
+		}
+		m.mu.Unlock()
+		slices.SortFunc(out, func(a, b checkpoint.Checkpoint) int {
+			return cmp.Or(strings.Compare(a.Subscription, b.Subscription), strings.Compare(a.Unit, b.Unit))
+		})
+		for _, cp := range out {
+			if err := ctx.Err(); err != nil {
+				yield(checkpoint.Checkpoint{}, err)
+				return
+			}
+			if !yield(cp, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Set overwrites key's position, with force whoever holds it; see
+// checkpoint.Setter.
+func (m *Mem) Set(ctx context.Context, key checkpoint.Key, position string, force bool) (checkpoint.Checkpoint, error) {
+	if err := ctx.Err(); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Key(key); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Position(position); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cp := m.cps[key]
+	if cp.Owner != "" && !force {
+		return checkpoint.Checkpoint{}, &checkpoint.HeldError{Key: key, Owner: cp.Owner}
+	}
+	cp.Key = key
+	cp.Position = position
+	cp.Owner = ""
+	cp.Lease++
+	cp.UpdatedAt = now
+	m.cps[key] = cp
+	return cp, nil
+}
+
+// Release clears the key's owner if cp.Owner holds it at cp.Lease; see
+// checkpoint.Setter.
+func (m *Mem) Release(ctx context.Context, cp checkpoint.Checkpoint) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := input.Held(cp); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, err := m.heldLocked(cp)
+	if err != nil {
+		return err
+	}
+	cur.Owner = ""
+	m.cps[cp.Key] = cur
+	return nil
+}
+
+// Park stores p, overwriting the same subscription, aggregate and version;
+// see checkpoint.ParkStore.
+func (m *Mem) Park(ctx context.Context, p checkpoint.Parked) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := input.Parked(p, m.clock)
+	if err != nil {
+		return err
+	}
+	p.Commit.Events = bytes.Clone(p.Commit.Events)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.parked[parkKey{p.Subscription, p.Commit.AggregateID, p.Commit.Version}] = p
+	return nil
+}
+
+// Parked lists a subscription's parked commits, of one aggregate or of all,
+// ordered by aggregate id then version; see checkpoint.ParkStore. It yields
+// a snapshot taken when iteration starts.
+func (m *Mem) Parked(ctx context.Context, subscription, aggregateID string) iter.Seq2[checkpoint.Parked, error] {
+	return func(yield func(checkpoint.Parked, error) bool) {
+		if err := ctx.Err(); err != nil {
+			yield(checkpoint.Parked{}, err)
+			return
+		}
+		if err := input.ParkedFilter(subscription, aggregateID); err != nil {
+			yield(checkpoint.Parked{}, err)
+			return
+		}
+		m.mu.Lock()
+		var out []checkpoint.Parked
+		for k, p := range m.parked {
+			if k.subscription == subscription && (aggregateID == "" || k.aggregateID == aggregateID) {
+				p.Commit.Events = bytes.Clone(p.Commit.Events)
+				out = append(out, p)
+			}
+		}
+		m.mu.Unlock()
+		slices.SortFunc(out, func(a, b checkpoint.Parked) int {
+			return cmp.Or(strings.Compare(a.Commit.AggregateID, b.Commit.AggregateID), cmp.Compare(a.Commit.Version, b.Commit.Version))
+		})
+		for _, p := range out {
+			if err := ctx.Err(); err != nil {
+				yield(checkpoint.Parked{}, err)
+				return
+			}
+			if !yield(p, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Unpark removes one parked commit; see checkpoint.ParkStore.
+func (m *Mem) Unpark(ctx context.Context, subscription, aggregateID string, version int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := input.ParkedKey(subscription, aggregateID, version); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.parked, parkKey{subscription, aggregateID, version})
+	return nil
+}

@@ -1,0 +1,371 @@
+package subscribe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"time"
+
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
+	"github.com/dynamodb-event-store/eventstore/store"
+)
+
+// Reader is what the worker reads commits through. *store.Store implements
+// it; tests wrap it to withhold or delay items.
+type Reader interface {
+	// Scan returns commits after a position in global commit order (see
+	// store.Store.Scan).
+	Scan(ctx context.Context, after store.Position, optFns ...func(*store.ScanOptions)) iter.Seq2[store.Commit, error]
+	// Query returns one aggregate's commits with strongly consistent reads
+	// (see store.Store.Query).
+	Query(ctx context.Context, aggregateID string, fromVersion int64, optFns ...func(*store.QueryOptions)) iter.Seq2[store.Commit, error]
+}
+
+var _ Reader = (*store.Store)(nil)
+
+// Errors.
+var (
+	// ErrInvalidConfig: a Config or Subscription is unusable; the error says
+	// which field.
+	ErrInvalidConfig = errors.New("subscribe: invalid configuration")
+	// ErrDuplicateSubscription: Register was given a name already taken.
+	ErrDuplicateSubscription = errors.New("subscribe: duplicate subscription")
+	// ErrUnknownSubscription: no subscription has that name.
+	ErrUnknownSubscription = errors.New("subscribe: unknown subscription")
+	// ErrStopped: a subscription whose Policy is PolicyStop stopped on a
+	// commit it could not handle. Returned as a *StoppedError.
+	ErrStopped = errors.New("subscribe: subscription stopped")
+	// ErrRunning: Register or Run was called while the worker runs.
+	ErrRunning = errors.New("subscribe: worker already running")
+)
+
+// StoppedError reports the commit a subscription stopped on.
+type StoppedError struct {
+	Subscription string
+	AggregateID  string
+	Version      int64
+	Err          error
+}
+
+func (e *StoppedError) Error() string {
+	return fmt.Sprintf("subscribe: subscription %q stopped at aggregate %q version %d: %v", e.Subscription, e.AggregateID, e.Version, e.Err)
+}
+
+// Unwrap returns ErrStopped and the handler's error.
+func (e *StoppedError) Unwrap() []error { return []error{ErrStopped, e.Err} }
+
+// Config configures a Worker. Reader and Checkpoints are required.
+type Config struct {
+	// Reader reads commits: usually the *store.Store the commits are
+	// appended through.
+	Reader Reader
+	// Checkpoints keeps each subscription's position.
+	Checkpoints checkpoint.Store
+	// Parking keeps commits set aside by PolicyPark. Default: Checkpoints,
+	// if it implements checkpoint.ParkStore; a subscription with
+	// PolicyPark fails to register without one.
+	Parking checkpoint.ParkStore
+	// Owner names this process in checkpoints (the fencing owner). Default:
+	// host name, process id and a random suffix.
+	Owner string
+	// Logger receives structured logs. Default nil: silent.
+	Logger *slog.Logger
+	// Hooks receive observations: each value implements any of the Hook…
+	// interfaces in hooks.go. Hooks are called synchronously from the
+	// worker's goroutines and must be fast and safe for concurrent use.
+	Hooks []any
+	// Clock is the wall clock the settle watermark and lag are read from.
+	// Default time.Now.
+	Clock func() time.Time
+	// DrainTimeout bounds how long Run waits, once its context ends, for
+	// handlers already running to finish before cancelling their contexts.
+	// Default 30 s.
+	DrainTimeout time.Duration
+	// FinalSaveTimeout bounds the last checkpoint write at stop, made with a
+	// fresh context. Default 10 s.
+	FinalSaveTimeout time.Duration
+}
+
+// Policy says what happens to a commit whose handler still fails after its
+// retries.
+type Policy int
+
+const (
+	// PolicyPark (the default) sets the commit aside in durable storage,
+	// with every later commit of its aggregate, in order, so that the
+	// aggregate's order is never broken; other aggregates go on. A parked
+	// aggregate is delivered again by Worker.Replay.
+	PolicyPark Policy = iota
+	// PolicyStop halts the subscription with a *StoppedError, reported by
+	// Run and by Health. Its checkpoint stays before the commit.
+	PolicyStop
+	// PolicySkip drops the commit (counted and logged) and goes on with the
+	// aggregate's next one.
+	PolicySkip
+)
+
+func (p Policy) String() string {
+	switch p {
+	case PolicyPark:
+		return "park"
+	case PolicyStop:
+		return "stop"
+	case PolicySkip:
+		return "skip"
+	}
+	return fmt.Sprintf("Policy(%d)", int(p))
+}
+
+// ParsePolicy parses "park", "stop" or "skip".
+func ParsePolicy(s string) (Policy, error) {
+	for _, p := range []Policy{PolicyPark, PolicyStop, PolicySkip} {
+		if p.String() == s {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: policy %q: want park, stop or skip", ErrInvalidConfig, s)
+}
+
+// Start says where a subscription with no checkpoint begins.
+type Start struct {
+	kind     int
+	commitID string
+	at       time.Time
+}
+
+// Start points.
+var (
+	// StartBeginning delivers every commit in the table (the default).
+	StartBeginning = Start{}
+	// StartNow delivers commits appended from the subscription's first run
+	// on.
+	StartNow = Start{kind: 1}
+)
+
+// StartAtCommitID starts at the commit id, inclusive.
+func StartAtCommitID(id string) Start { return Start{kind: 2, commitID: id} }
+
+// StartAtTime starts at the first commit committed at or after t.
+func StartAtTime(t time.Time) Start { return Start{kind: 3, at: t} }
+
+// position returns the scan position a start point means at time now.
+func (s Start) position(now time.Time) store.Position {
+	switch s.kind {
+	case 1:
+		return store.FromCommitID(commitIDPrefix(now))
+	case 2:
+		return store.FromCommitID(s.commitID)
+	case 3:
+		return store.FromCommitID(commitIDPrefix(s.at))
+	}
+	return store.Position{}
+}
+
+func (s Start) String() string {
+	switch s.kind {
+	case 1:
+		return "now"
+	case 2:
+		return "commit " + s.commitID
+	case 3:
+		return "time " + s.at.UTC().Format(time.RFC3339Nano)
+	}
+	return "beginning"
+}
+
+// commitIDPrefix returns the 17-digit time part of a commit id at t: it sorts
+// before every commit id of that millisecond.
+func commitIDPrefix(t time.Time) string {
+	id := store.FormatCommitID(t.UnixMilli(), "")
+	return id[:len(id)-1]
+}
+
+// RetryPolicy bounds the retries of a failing handler: exponential backoff
+// with full jitter, from InitialBackoff doubling up to MaxBackoff, until
+// MaxAttempts attempts or MaxElapsed have passed, whichever comes first.
+type RetryPolicy struct {
+	// MaxAttempts counts the first attempt too. Default 5.
+	MaxAttempts int
+	// MaxElapsed bounds the time from the first attempt to the last.
+	// Default 1 minute.
+	MaxElapsed time.Duration
+	// InitialBackoff is the first delay's upper bound. Default 100 ms.
+	InitialBackoff time.Duration
+	// MaxBackoff caps any delay. Default 10 s.
+	MaxBackoff time.Duration
+	// AttemptTimeout bounds one call of the handler; its context is
+	// cancelled then. Default 30 s.
+	AttemptTimeout time.Duration
+}
+
+func (r RetryPolicy) withDefaults() RetryPolicy {
+	if r.MaxAttempts == 0 {
+		r.MaxAttempts = 5
+	}
+	if r.MaxElapsed == 0 {
+		r.MaxElapsed = time.Minute
+	}
+	if r.InitialBackoff == 0 {
+		r.InitialBackoff = 100 * time.Millisecond
+	}
+	if r.MaxBackoff == 0 {
+		r.MaxBackoff = 10 * time.Second
+	}
+	if r.AttemptTimeout == 0 {
+		r.AttemptTimeout = 30 * time.Second
+	}
+	return r
+}
+
+// IndexOptions tune the index source, which polls the commit-order index.
+//
+// The index is eventually consistent and commit ids come from the writers'
+// clocks, so a commit can become visible after commits that sort later (a
+// late arrival). The source defends in three layers:
+//
+//  1. It reads only commits whose commit id is older than a settle
+//     watermark, now − Settle: a commit visible within Settle of its commit
+//     id's time is read in order.
+//  2. It reads every commit a second time, Overlap behind the watermark (a
+//     sweep), and delivers what it had not seen: a commit visible within
+//     Settle + Overlap is delivered late (and counted), not lost.
+//  3. It repairs per-aggregate gaps: a version ahead of the next one
+//     expected makes it read the missing versions from the table with a
+//     strongly consistent Query and deliver them first.
+type IndexOptions struct {
+	// Settle is the watermark's distance behind now. Default 1 s: index
+	// propagation is typically well under a second; clock skew between
+	// writers with NTP is milliseconds. Live lag is about Settle plus one
+	// poll interval.
+	Settle time.Duration
+	// Overlap is how far behind the watermark the sweep re-reads. Default
+	// 30 s, which covers an SDK retry sequence with backoff. Each commit is
+	// read twice; a negative value disables the sweep.
+	Overlap time.Duration
+	// PollMin is the delay between polls while commits flow. Default 100 ms.
+	PollMin time.Duration
+	// PollMax caps the delay while idle: it doubles from PollMin after each
+	// empty poll up to PollMax, so an idle tailer costs about one query per
+	// bucket per PollMax. Default 2 s.
+	PollMax time.Duration
+	// Buckets restricts the source to these index buckets (see
+	// store.Config.IndexBuckets). Default: all.
+	Buckets []string
+}
+
+func (o IndexOptions) withDefaults() IndexOptions {
+	if o.Settle == 0 {
+		o.Settle = time.Second
+	}
+	if o.Overlap == 0 {
+		o.Overlap = 30 * time.Second
+	}
+	if o.PollMin == 0 {
+		o.PollMin = 100 * time.Millisecond
+	}
+	if o.PollMax == 0 {
+		o.PollMax = 2 * time.Second
+	}
+	return o
+}
+
+// Subscription registers a handler under a name with its own position and
+// policies. Exactly one of Handler and BatchHandler is set.
+type Subscription struct {
+	// Name identifies the subscription and its checkpoint. Required.
+	Name string
+	// Handler handles one commit at a time.
+	Handler Handler
+	// BatchHandler handles runs of one aggregate's consecutive commits.
+	BatchHandler BatchHandler
+	// Middleware wrap Handler, the first outermost. Not used with
+	// BatchHandler.
+	Middleware []Middleware
+	// Start is where a subscription with no checkpoint begins. Default
+	// StartBeginning.
+	Start Start
+	// Policy applies once a commit's retries are exhausted. Default
+	// PolicyPark.
+	Policy Policy
+	// Retry bounds the retries of a failing handler.
+	Retry RetryPolicy
+	// Concurrency is how many aggregates are handled at once. One
+	// aggregate's commits are always handled one after another. Default 8.
+	Concurrency int
+	// MaxBatch caps the commits given to one HandleBatch call. Default 100.
+	MaxBatch int
+	// MaxInFlight bounds the commits read but not yet handled: the
+	// read-ahead, and so the memory a backlog takes. Default 1,000.
+	MaxInFlight int
+	// CheckpointInterval is how often the position is saved while it moves
+	// (and once more at stop). Duplicates after a crash are bounded by what
+	// is handled in this time. Default 1 s.
+	CheckpointInterval time.Duration
+	// MaxTrackedAggregates bounds the aggregates whose next expected version
+	// the worker remembers, for ordering and gap repair. Aggregates idle
+	// longest are forgotten first, never while their commits can still be
+	// re-read by the sweep. Default 100,000 (about 10 MB).
+	MaxTrackedAggregates int
+	// Index tunes the index source.
+	Index IndexOptions
+}
+
+func (s Subscription) withDefaults() Subscription {
+	if s.Concurrency == 0 {
+		s.Concurrency = 8
+	}
+	if s.MaxBatch == 0 {
+		s.MaxBatch = 100
+	}
+	if s.MaxInFlight == 0 {
+		s.MaxInFlight = 1000
+	}
+	if s.CheckpointInterval == 0 {
+		s.CheckpointInterval = time.Second
+	}
+	if s.MaxTrackedAggregates == 0 {
+		s.MaxTrackedAggregates = 100_000
+	}
+	s.Retry = s.Retry.withDefaults()
+	s.Index = s.Index.withDefaults()
+	return s
+}
+
+func (s Subscription) validate() error {
+	bad := func(field, why string, v any) error {
+		return fmt.Errorf("%w: subscription %q: %s %v: %s", ErrInvalidConfig, s.Name, field, v, why)
+	}
+	switch {
+	case s.Name == "":
+		return fmt.Errorf("%w: subscription name is empty", ErrInvalidConfig)
+	case (s.Handler == nil) == (s.BatchHandler == nil):
+		return fmt.Errorf("%w: subscription %q: set exactly one of Handler and BatchHandler", ErrInvalidConfig, s.Name)
+	case s.BatchHandler != nil && len(s.Middleware) > 0:
+		return fmt.Errorf("%w: subscription %q: Middleware wraps Handler, not BatchHandler", ErrInvalidConfig, s.Name)
+	case s.Policy < PolicyPark || s.Policy > PolicySkip:
+		return bad("Policy", "want park, stop or skip", s.Policy)
+	case s.Concurrency < 1:
+		return bad("Concurrency", "want 1 or more", s.Concurrency)
+	case s.MaxBatch < 1:
+		return bad("MaxBatch", "want 1 or more", s.MaxBatch)
+	case s.MaxInFlight < s.MaxBatch:
+		return bad("MaxInFlight", fmt.Sprintf("want at least MaxBatch (%d)", s.MaxBatch), s.MaxInFlight)
+	case s.CheckpointInterval < 0:
+		return bad("CheckpointInterval", "want a positive duration", s.CheckpointInterval)
+	case s.MaxTrackedAggregates < 1:
+		return bad("MaxTrackedAggregates", "want 1 or more", s.MaxTrackedAggregates)
+	case s.Retry.MaxAttempts < 1:
+		return bad("Retry.MaxAttempts", "want 1 or more", s.Retry.MaxAttempts)
+	case s.Retry.InitialBackoff < 0 || s.Retry.MaxBackoff < s.Retry.InitialBackoff:
+		return bad("Retry.MaxBackoff", "want at least InitialBackoff", s.Retry.MaxBackoff)
+	case s.Retry.AttemptTimeout < 0 || s.Retry.MaxElapsed < 0:
+		return bad("Retry.AttemptTimeout", "want a positive duration", s.Retry.AttemptTimeout)
+	case s.Index.Settle < 0:
+		return bad("Index.Settle", "want 0 or more", s.Index.Settle)
+	case s.Index.PollMin <= 0 || s.Index.PollMax < s.Index.PollMin:
+		return bad("Index.PollMax", "want PollMin > 0 and PollMax ≥ PollMin", s.Index.PollMax)
+	}
+	return nil
+}

@@ -1,0 +1,429 @@
+package subscribe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
+)
+
+// dispatcher runs a subscription's handlers: one lane per aggregate with
+// commits waiting, lanes handled by Concurrency goroutines, each lane by one
+// goroutine at a time, in order. The read-ahead is bounded by MaxInFlight.
+type dispatcher struct {
+	r     *subRunner
+	slots chan struct{} // one per commit in flight
+
+	mu       sync.Mutex
+	lanes    map[string]*lane
+	ready    []*lane
+	wake     chan struct{}
+	inflight int
+	idle     chan struct{} // closed when inflight drops to 0, if set
+	parked   map[string]bool
+}
+
+type lane struct {
+	id        string
+	queue     []laneItem
+	scheduled bool
+}
+
+type laneItem struct {
+	c      Commit
+	replay *replayTask
+}
+
+type replayTask struct {
+	aggregateID string
+	done        chan replayResult
+}
+
+type replayResult struct {
+	n   int
+	err error
+}
+
+func newDispatcher(r *subRunner, parked map[string]bool) *dispatcher {
+	return &dispatcher{
+		r: r, slots: make(chan struct{}, r.s.MaxInFlight),
+		lanes: map[string]*lane{}, wake: make(chan struct{}, 1), parked: parked,
+	}
+}
+
+// submit queues a commit on its aggregate's lane, waiting for room in the
+// read-ahead; it fails only when ctx ends.
+func (d *dispatcher) submit(ctx context.Context, c Commit) error {
+	select {
+	case d.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	d.enqueue(laneItem{c: c})
+	return nil
+}
+
+func (d *dispatcher) enqueue(it laneItem) {
+	id := it.c.AggregateID
+	if it.replay != nil {
+		id = it.replay.aggregateID
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if it.replay == nil {
+		d.inflight++
+	}
+	l := d.lanes[id]
+	if l == nil {
+		l = &lane{id: id}
+		d.lanes[id] = l
+	}
+	l.queue = append(l.queue, it)
+	if !l.scheduled {
+		l.scheduled = true
+		d.ready = append(d.ready, l)
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// work runs lanes until ctx ends.
+func (d *dispatcher) work(ctx context.Context) {
+	for {
+		d.mu.Lock()
+		var l *lane
+		if len(d.ready) > 0 {
+			l = d.ready[0]
+			d.ready[0] = nil
+			d.ready = d.ready[1:]
+		}
+		more := len(d.ready) > 0
+		d.mu.Unlock()
+		if more {
+			select { // pass the wake-up on to another goroutine
+			case d.wake <- struct{}{}:
+			default:
+			}
+		}
+		if l == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.wake:
+				continue
+			}
+		}
+		if !d.runLane(ctx, l) {
+			return
+		}
+	}
+}
+
+// runLane handles a lane's items until it is empty. It returns false when
+// the subscription stops or ctx ends, leaving the rest unhandled.
+func (d *dispatcher) runLane(ctx context.Context, l *lane) bool {
+	for {
+		d.mu.Lock()
+		if len(l.queue) == 0 {
+			l.scheduled = false
+			delete(d.lanes, l.id)
+			d.mu.Unlock()
+			return true
+		}
+		var batch []laneItem
+		if l.queue[0].replay != nil {
+			batch = l.queue[:1]
+		} else {
+			n := 1
+			for n < len(l.queue) && n < d.r.s.MaxBatch && l.queue[n].replay == nil {
+				n++
+			}
+			batch = l.queue[:n]
+		}
+		l.queue = l.queue[len(batch):]
+		parked := d.parked[l.id]
+		d.mu.Unlock()
+
+		if rt := batch[0].replay; rt != nil {
+			n, err := d.replay(ctx, rt.aggregateID)
+			rt.done <- replayResult{n, err}
+			continue
+		}
+		commits := make([]Commit, len(batch))
+		for i, it := range batch {
+			commits[i] = it.c
+		}
+		if !d.handle(ctx, commits, parked) {
+			return false
+		}
+	}
+}
+
+// handle delivers one aggregate's consecutive commits, applying retries and
+// the subscription's policy. It returns false when the subscription stops
+// or ctx ends before every commit is done with.
+func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) bool {
+	r := d.r
+	for len(commits) > 0 {
+		if parked {
+			if err := d.park(ctx, commits[0], nil, 0); err != nil {
+				return false
+			}
+			d.ack(commits[:1])
+			commits = commits[1:]
+			continue
+		}
+		n, attempts, err := r.call(ctx, commits)
+		d.ack(commits[:n])
+		commits = commits[n:]
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c := commits[0]
+		var skip *skipError
+		switch {
+		case errors.As(err, &skip) || r.s.Policy == PolicySkip:
+			r.log.Warn("commit skipped", "subscription", r.s.Name, "aggregate", c.AggregateID, "version", c.Version, "commitId", c.CommitID, "err", err)
+			for _, h := range r.w.hooks.skipped {
+				h.OnSkipped(r.s.Name, c, err)
+			}
+			d.ack(commits[:1])
+			commits = commits[1:]
+		case r.s.Policy == PolicyStop:
+			r.stop(&StoppedError{Subscription: r.s.Name, AggregateID: c.AggregateID, Version: c.Version, Err: err})
+			return false
+		default:
+			if err := d.park(ctx, c, err, attempts); err != nil {
+				return false
+			}
+			d.ack(commits[:1])
+			commits = commits[1:]
+			parked = true
+		}
+	}
+	return true
+}
+
+// park stores c durably as parked and marks its aggregate parked, retrying
+// the write until it succeeds or ctx ends.
+func (d *dispatcher) park(ctx context.Context, c Commit, cause error, attempts int) error {
+	r := d.r
+	reason := "parked behind an earlier commit of its aggregate"
+	if cause != nil {
+		reason = cause.Error()
+	}
+	p := checkpoint.Parked{Subscription: r.s.Name, Commit: c, Reason: reason, Attempts: attempts, ParkedAt: r.w.cfg.Clock()}
+	backoff := r.s.Retry.InitialBackoff
+	for {
+		err := r.w.cfg.Parking.Park(ctx, p)
+		if err == nil {
+			break
+		}
+		r.log.Error("parking a commit failed; retrying", "subscription", r.s.Name, "aggregate", c.AggregateID, "version", c.Version, "err", err)
+		if !sleep(ctx, jitter(backoff)) {
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, r.s.Retry.MaxBackoff)
+	}
+	d.mu.Lock()
+	d.parked[c.AggregateID] = true
+	d.mu.Unlock()
+	r.log.Warn("commit parked", "subscription", r.s.Name, "aggregate", c.AggregateID, "version", c.Version, "commitId", c.CommitID, "reason", reason)
+	for _, h := range r.w.hooks.parked {
+		h.OnParked(r.s.Name, c, cause)
+	}
+	return nil
+}
+
+// ack marks commits done: the source may checkpoint past them.
+func (d *dispatcher) ack(commits []Commit) {
+	if len(commits) == 0 {
+		return
+	}
+	for _, c := range commits {
+		d.r.src.done(c)
+		<-d.slots
+	}
+	d.mu.Lock()
+	d.inflight -= len(commits)
+	if d.inflight == 0 && d.idle != nil {
+		close(d.idle)
+		d.idle = nil
+	}
+	d.mu.Unlock()
+}
+
+// drain waits until nothing is in flight or timeout passes, reporting
+// whether everything was handled.
+func (d *dispatcher) drain(timeout time.Duration) bool {
+	d.mu.Lock()
+	if d.inflight == 0 {
+		d.mu.Unlock()
+		return true
+	}
+	idle := make(chan struct{})
+	d.idle = idle
+	d.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// replay delivers an aggregate's parked commits in order, removing each once
+// handled; when all are, the aggregate is no longer parked. It runs in the
+// aggregate's lane, so nothing else of the aggregate is handled meanwhile.
+func (d *dispatcher) replay(ctx context.Context, aggregateID string) (int, error) {
+	r := d.r
+	n := 0
+	for p, err := range r.w.cfg.Parking.Parked(ctx, r.s.Name, aggregateID) {
+		if err != nil {
+			return n, fmt.Errorf("subscribe: replay %q of %q: list parked: %w", aggregateID, r.s.Name, err)
+		}
+		if _, _, err := r.call(ctx, []Commit{p.Commit}); err != nil {
+			var skip *skipError
+			if !errors.As(err, &skip) {
+				return n, fmt.Errorf("subscribe: replay %q of %q: version %d still fails: %w", aggregateID, r.s.Name, p.Commit.Version, err)
+			}
+			for _, h := range r.w.hooks.skipped {
+				h.OnSkipped(r.s.Name, p.Commit, err)
+			}
+		}
+		if err := r.w.cfg.Parking.Unpark(ctx, r.s.Name, aggregateID, p.Commit.Version); err != nil {
+			return n, fmt.Errorf("subscribe: replay %q of %q: unpark version %d: %w", aggregateID, r.s.Name, p.Commit.Version, err)
+		}
+		n++
+	}
+	d.mu.Lock()
+	delete(d.parked, aggregateID)
+	d.mu.Unlock()
+	r.log.Info("parked aggregate replayed", "subscription", r.s.Name, "aggregate", aggregateID, "commits", n)
+	return n, nil
+}
+
+// call runs the handler on commits with retries. It returns how many
+// commits were handled, the attempts spent on the first one not handled,
+// and the last error (nil when all were handled).
+func (r *subRunner) call(ctx context.Context, commits []Commit) (int, int, error) {
+	handled, attempts := 0, 0
+	start := time.Now()
+	backoff := r.s.Retry.InitialBackoff
+	for {
+		attempts++
+		n, err := r.once(ctx, commits[handled:])
+		if n > 0 {
+			attempts, start, backoff = 1, time.Now(), r.s.Retry.InitialBackoff
+		}
+		handled += n
+		if err == nil {
+			return handled, 0, nil
+		}
+		var skip *skipError
+		if errors.As(err, &skip) || ctx.Err() != nil ||
+			attempts >= r.s.Retry.MaxAttempts || time.Since(start) >= r.s.Retry.MaxElapsed {
+			return handled, attempts, err
+		}
+		delay := jitter(backoff)
+		var ra *retryAfterError
+		if errors.As(err, &ra) {
+			delay = ra.after
+		}
+		for _, h := range r.w.hooks.retry {
+			h.OnRetry(r.s.Name, commits[handled], attempts, delay, err)
+		}
+		r.log.Debug("handler failed; retrying", "subscription", r.s.Name, "aggregate", commits[handled].AggregateID,
+			"version", commits[handled].Version, "attempt", attempts, "delay", delay, "err", err)
+		if !sleep(ctx, delay) {
+			return handled, attempts, ctx.Err()
+		}
+		backoff = min(backoff*2, r.s.Retry.MaxBackoff)
+	}
+}
+
+// once calls the handler once with a per-attempt timeout, turning a panic
+// into an error. It returns how many commits were handled.
+func (r *subRunner) once(ctx context.Context, commits []Commit) (n int, err error) {
+	actx, cancel := context.WithTimeout(ctx, r.s.Retry.AttemptTimeout)
+	defer cancel()
+	t0 := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("handler panicked", "subscription", r.s.Name, "aggregate", commits[0].AggregateID, "panic", p, "stack", string(debug.Stack()))
+			n, err = 0, fmt.Errorf("subscribe: handler panicked: %v", p)
+		}
+		events := 0
+		for _, c := range commits[:n] {
+			events += countEvents(c)
+		}
+		for _, h := range r.w.hooks.handled {
+			h.OnHandled(r.s.Name, n, events, time.Since(t0), err)
+		}
+	}()
+	err = r.handler.HandleBatch(actx, commits)
+	if err == nil {
+		return len(commits), nil
+	}
+	var be *BatchError
+	if errors.As(err, &be) && be.Index >= 0 && be.Index < len(commits) {
+		return be.Index, be.Err
+	}
+	return 0, err
+}
+
+// countEvents counts the top-level elements of a commit's events array
+// without decoding them.
+func countEvents(c Commit) int {
+	depth, n, inString, escaped := 0, 0, false, false
+	for _, b := range c.Events {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case b == '\\':
+				escaped = true
+			case b == '"':
+				inString = false
+			}
+		case b == '"':
+			inString = true
+			if depth == 1 && n == 0 {
+				n = 1
+			}
+		case b == '[' || b == '{':
+			if depth == 1 && n == 0 {
+				n = 1
+			}
+			depth++
+		case b == ']' || b == '}':
+			depth--
+		case b == ',' && depth == 1:
+			n++
+		case depth == 1 && n == 0 && b != ' ' && b != '\n' && b != '\t' && b != '\r':
+			n = 1
+		}
+	}
+	return n
+}
+
+// jitter returns a random duration in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,143 @@
+package subscribe
+
+import (
+	"time"
+
+	"github.com/dynamodb-event-store/eventstore/store"
+)
+
+// The hook interfaces. A value in Config.Hooks implements any of them; the
+// worker finds which by type assertion when it is created. Hooks are called
+// synchronously from the worker's goroutines: they must be quick and safe
+// for concurrent use. sub is always the subscription's name.
+
+// HookHandled observes each call of a handler that succeeded or failed:
+// commits is how many commits it covered, events how many events they
+// carried.
+type HookHandled interface {
+	OnHandled(sub string, commits, events int, d time.Duration, err error)
+}
+
+// HookRetry observes a retry of a failed handler call after delay.
+type HookRetry interface {
+	OnRetry(sub string, c Commit, attempt int, delay time.Duration, err error)
+}
+
+// HookParked observes a commit set aside by PolicyPark (err is the last
+// error, nil for a commit parked behind an earlier one of its aggregate).
+type HookParked interface {
+	OnParked(sub string, c Commit, err error)
+}
+
+// HookSkipped observes a commit skipped by PolicySkip or by Skip.
+type HookSkipped interface {
+	OnSkipped(sub string, c Commit, err error)
+}
+
+// HookLateArrival observes a commit that became visible after the source
+// had read past its position, delivered late.
+type HookLateArrival interface {
+	OnLateArrival(sub string, c Commit)
+}
+
+// HookGapRepair observes a per-aggregate gap: versions [from, to) were
+// missing before version to arrived; found of them were read from the table
+// and delivered first.
+type HookGapRepair interface {
+	OnGapRepair(sub, aggregateID string, from, to int64, found int)
+}
+
+// HookDuplicate observes a commit dropped because its version was already
+// delivered.
+type HookDuplicate interface {
+	OnDuplicate(sub string, c Commit)
+}
+
+// HookPoll observes one poll of the source: commits read, how long it took,
+// and its error.
+type HookPoll interface {
+	OnPoll(sub string, commits int, d time.Duration, err error)
+}
+
+// HookCheckpoint observes a checkpoint write and its error.
+type HookCheckpoint interface {
+	OnCheckpoint(sub string, err error)
+}
+
+// HookLag observes the subscription's lag about once per checkpoint
+// interval: age is how old the oldest commit not yet handled is (zero when
+// caught up), commits how many commits are read but not yet handled.
+type HookLag interface {
+	OnLag(sub string, age time.Duration, commits int)
+}
+
+// HookStopped observes a subscription that stopped on an error.
+type HookStopped interface {
+	OnStopped(sub string, err error)
+}
+
+// hooks holds the Config's hooks sorted by interface.
+type hooks struct {
+	handled    []HookHandled
+	retry      []HookRetry
+	parked     []HookParked
+	skipped    []HookSkipped
+	late       []HookLateArrival
+	gap        []HookGapRepair
+	duplicate  []HookDuplicate
+	poll       []HookPoll
+	checkpoint []HookCheckpoint
+	lag        []HookLag
+	stopped    []HookStopped
+	corrupt    []HookCorrupt
+}
+
+func newHooks(hs []any) hooks {
+	var h hooks
+	for _, x := range hs {
+		if v, ok := x.(HookHandled); ok {
+			h.handled = append(h.handled, v)
+		}
+		if v, ok := x.(HookRetry); ok {
+			h.retry = append(h.retry, v)
+		}
+		if v, ok := x.(HookParked); ok {
+			h.parked = append(h.parked, v)
+		}
+		if v, ok := x.(HookSkipped); ok {
+			h.skipped = append(h.skipped, v)
+		}
+		if v, ok := x.(HookLateArrival); ok {
+			h.late = append(h.late, v)
+		}
+		if v, ok := x.(HookGapRepair); ok {
+			h.gap = append(h.gap, v)
+		}
+		if v, ok := x.(HookDuplicate); ok {
+			h.duplicate = append(h.duplicate, v)
+		}
+		if v, ok := x.(HookPoll); ok {
+			h.poll = append(h.poll, v)
+		}
+		if v, ok := x.(HookCheckpoint); ok {
+			h.checkpoint = append(h.checkpoint, v)
+		}
+		if v, ok := x.(HookLag); ok {
+			h.lag = append(h.lag, v)
+		}
+		if v, ok := x.(HookStopped); ok {
+			h.stopped = append(h.stopped, v)
+		}
+		if v, ok := x.(HookCorrupt); ok {
+			h.corrupt = append(h.corrupt, v)
+		}
+	}
+	return h
+}
+
+// HookCorrupt observes an item in the commits table that is not a
+// well-formed commit (written by another program, or damaged). It is logged
+// and passed over: it cannot be delivered.
+type HookCorrupt interface {
+	OnCorrupt(sub string, err *store.DecodeError)
+}

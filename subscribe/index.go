@@ -1,0 +1,307 @@
+package subscribe
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/dynamodb-event-store/eventstore/store"
+)
+
+// source is where a subscription's commits come from. The worker runs one
+// per subscription.
+type source interface {
+	// run emits commits until ctx ends (returning ctx.Err()) or an error it
+	// cannot recover from. Each emitted commit's done is called once it is
+	// handled (or durably parked or skipped).
+	run(ctx context.Context, emit emitFunc) error
+	// checkpoint returns the position to save: a restart from it loses
+	// nothing handled or not. Only called while run runs or after it
+	// returned.
+	checkpoint() (string, error)
+	// lag returns the commits read and not handled, and the age of the
+	// oldest commit not handled (zero when caught up).
+	lag(now time.Time) (int, time.Duration)
+	// done records that an emitted commit is handled.
+	done(c Commit)
+}
+
+// emitFunc hands a commit to the dispatcher; it blocks while the read-ahead
+// is full and fails only when ctx ends.
+type emitFunc func(ctx context.Context, c Commit) error
+
+// indexCheckpoint is the index source's saved position, as JSON.
+type indexCheckpoint struct {
+	// After: every commit at or before it is handled, except Pending.
+	After store.Position `json:"after"`
+	// Pending lists late commits before After not yet handled.
+	Pending []pendingCommit `json:"pending,omitempty"`
+}
+
+type pendingCommit struct {
+	AggregateID string `json:"aggregateId"`
+	Version     int64  `json:"version"`
+}
+
+func decodeIndexCheckpoint(s string) (indexCheckpoint, error) {
+	var cp indexCheckpoint
+	if err := json.Unmarshal([]byte(s), &cp); err != nil {
+		return cp, fmt.Errorf("subscribe: checkpoint %q is not an index position: %w", s, err)
+	}
+	return cp, nil
+}
+
+// EncodeIndexPosition returns the checkpoint value that makes an index-mode
+// subscription resume after p; operators use it to move a subscription.
+func EncodeIndexPosition(p store.Position) string {
+	b, _ := json.Marshal(indexCheckpoint{After: p}) // a Position always marshals
+	return string(b)
+}
+
+// indexSource polls the commit-order index: a fresh cursor reads up to the
+// settle watermark, a sweep cursor re-reads Overlap behind it for late
+// arrivals, and a sequencer orders and repairs per aggregate.
+type indexSource struct {
+	sub    string
+	reader Reader
+	opts   IndexOptions
+	clock  func() time.Time
+	hooks  *hooks
+	log    *slog.Logger
+
+	seq     *sequencer
+	track   *tracker
+	pending []pendingCommit // from the checkpoint, delivered first
+
+	fresh, sweep store.Position // cursors, used by run only
+}
+
+func newIndexSource(w *Worker, s Subscription, saved string) (*indexSource, error) {
+	var start indexCheckpoint
+	if saved != "" {
+		var err error
+		if start, err = decodeIndexCheckpoint(saved); err != nil {
+			return nil, err
+		}
+	} else {
+		start.After = s.Start.position(w.cfg.Clock())
+	}
+	src := &indexSource{
+		sub: s.Name, reader: w.cfg.Reader, opts: s.Index, clock: w.cfg.Clock, hooks: &w.hooks, log: w.log,
+		seq:     newSequencer(s.Name, w.cfg.Reader, &w.hooks, s.MaxTrackedAggregates, start.After),
+		track:   newTracker(start.After),
+		pending: start.Pending,
+		fresh:   start.After, sweep: start.After,
+	}
+	return src, nil
+}
+
+func (s *indexSource) checkpoint() (string, error) {
+	base, below := s.track.checkpoint()
+	cp := indexCheckpoint{After: base}
+	for _, p := range below {
+		cp.Pending = append(cp.Pending, pendingCommit{AggregateID: p.AggregateID, Version: p.Version})
+	}
+	slices.SortFunc(cp.Pending, func(a, b pendingCommit) int {
+		if a.AggregateID != b.AggregateID {
+			if a.AggregateID < b.AggregateID {
+				return -1
+			}
+			return 1
+		}
+		return int(a.Version - b.Version)
+	})
+	b, err := json.Marshal(cp)
+	return string(b), err
+}
+
+func (s *indexSource) lag(now time.Time) (int, time.Duration) {
+	n, oldest := s.track.inFlight()
+	if n > 0 {
+		return n, now.Sub(time.UnixMilli(oldest))
+	}
+	// Nothing in flight: behind by what lies between the fresh cursor and
+	// the watermark, if the last poll did not reach it.
+	return 0, 0
+}
+
+// done is called by the dispatcher for each handled commit.
+func (s *indexSource) done(c Commit) { s.track.handled(c) }
+
+func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
+	out := func(c Commit) error {
+		// A commit that could not be dispatched (the worker is stopping)
+		// stays in the tracker as not handled, so the checkpoint keeps it.
+		s.track.emitted(c)
+		return emit(ctx, c)
+	}
+	for len(s.pending) > 0 {
+		if err := s.deliverPending(ctx, out); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.log.Warn("redelivering late commits from the checkpoint failed; retrying", "subscription", s.sub, "err", err)
+			if !sleep(ctx, s.opts.PollMax) {
+				return ctx.Err()
+			}
+		}
+	}
+	delay := s.opts.PollMin
+	for {
+		t0 := s.clock()
+		n, err := s.poll(ctx, t0, out)
+		for _, h := range s.hooks.poll {
+			h.OnPoll(s.sub, n, s.clock().Sub(t0), err)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			s.log.Warn("poll failed; retrying", "subscription", s.sub, "err", err)
+			delay = s.opts.PollMax
+		case n > 0:
+			delay = s.opts.PollMin
+		default:
+			delay = min(delay*2, s.opts.PollMax)
+		}
+		if !sleep(ctx, delay) {
+			return ctx.Err()
+		}
+	}
+}
+
+// deliverPending reads the late commits a checkpoint listed and emits them.
+func (s *indexSource) deliverPending(ctx context.Context, out func(Commit) error) error {
+	for len(s.pending) > 0 {
+		p := s.pending[0]
+		for c, err := range s.reader.Query(ctx, p.AggregateID, p.Version, func(o *store.QueryOptions) { o.ToVersion = p.Version + 1 }) {
+			if err != nil {
+				return err
+			}
+			if _, err := s.seq.offer(ctx, c, out); err != nil {
+				return err
+			}
+		}
+		s.pending = s.pending[1:]
+	}
+	return nil
+}
+
+// poll reads fresh commits up to the watermark, then sweeps behind it. It
+// returns how many fresh commits it read.
+func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) error) (int, error) {
+	watermark := commitIDPrefix(now.Add(-s.opts.Settle))
+	n := 0
+	for c, err := range s.reader.Scan(ctx, s.fresh, s.scanOpts(watermark)) {
+		if err != nil {
+			if p, ok := s.corrupt(err); ok {
+				s.fresh = p
+				s.track.advance(p)
+				continue
+			}
+			return n, err
+		}
+		if _, err := s.seq.offer(ctx, c, out); err != nil {
+			return n, err
+		}
+		n++
+		s.fresh = c.Position()
+		s.track.advance(s.fresh)
+	}
+	if s.opts.Overlap < 0 {
+		s.sweep = s.fresh
+	} else if err := s.sweepOnce(ctx, now, out); err != nil {
+		return n, err
+	}
+	s.seq.forget(s.sweep)
+	return n, nil
+}
+
+// sweepOnce re-reads from the sweep cursor up to Overlap behind the
+// watermark, never past the fresh cursor, delivering what was not seen.
+func (s *indexSource) sweepOnce(ctx context.Context, now time.Time, out func(Commit) error) error {
+	bound := commitIDPrefix(now.Add(-s.opts.Settle - s.opts.Overlap))
+	if bound <= s.sweep.CommitID {
+		return nil
+	}
+	for c, err := range s.reader.Scan(ctx, s.sweep, s.scanOpts(bound)) {
+		if err != nil {
+			p, _, ok := corruptPosition(err)
+			switch {
+			case !ok:
+				return err
+			case p.Compare(s.fresh) > 0:
+				return nil
+			}
+			s.sweep = p // reported when the fresh cursor read it
+			continue
+		}
+		if c.Position().Compare(s.fresh) > 0 {
+			return nil // the fresh cursor has not read this far
+		}
+		delivered, err := s.seq.offer(ctx, c, out)
+		if err != nil {
+			return err
+		}
+		if delivered {
+			s.log.Info("late arrival delivered", "subscription", s.sub, "aggregate", c.AggregateID, "version", c.Version, "commitId", c.CommitID)
+			for _, h := range s.hooks.late {
+				h.OnLateArrival(s.sub, c)
+			}
+		}
+		s.sweep = c.Position()
+	}
+	return nil
+}
+
+func (s *indexSource) scanOpts(before string) func(*store.ScanOptions) {
+	return func(o *store.ScanOptions) {
+		o.Before = before
+		o.Buckets = s.opts.Buckets
+	}
+}
+
+// corrupt reports an item that does not decode (logged, counted, passed
+// over: it is not a commit) and returns its position.
+func (s *indexSource) corrupt(err error) (store.Position, bool) {
+	p, de, ok := corruptPosition(err)
+	if !ok {
+		return p, false
+	}
+	s.log.Error("corrupt item in the commits table passed over", "subscription", s.sub, "err", err)
+	for _, h := range s.hooks.corrupt {
+		h.OnCorrupt(s.sub, de)
+	}
+	return p, true
+}
+
+// corruptPosition returns the index position of an item that did not
+// decode, if err is a *store.DecodeError.
+func corruptPosition(err error) (store.Position, *store.DecodeError, bool) {
+	var de *store.DecodeError
+	if !errors.As(err, &de) {
+		return store.Position{}, nil, false
+	}
+	v, perr := strconv.ParseInt(de.Version, 10, 64)
+	if perr != nil {
+		v = 0
+	}
+	return store.Position{CommitID: de.CommitID, AggregateID: de.AggregateID, Version: v}, de, true
+}
+
+// sleep waits d or until ctx ends, reporting whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,150 @@
+package subscribe
+
+import (
+	"container/heap"
+	"sync"
+
+	"github.com/dynamodb-event-store/eventstore/store"
+)
+
+// tracker follows the commits a position-ordered source has emitted until
+// they are handled, and computes the checkpoint: a base position B such
+// that every emitted commit at or before B is handled, except the late ones
+// listed as pending (commits emitted after B had passed them: late arrivals
+// and repairs), which a restart delivers first. B never moves backwards.
+//
+// It is safe for concurrent use: the source emits, handlers complete.
+type tracker struct {
+	mu       sync.Mutex
+	base     store.Position         // the saved B
+	frontier store.Position         // the source has emitted everything visible up to here
+	open     posHeap                // emitted, not handled, after base
+	below    map[store.Position]int // emitted, not handled, at or before base: count
+	ages     map[store.Position]int64
+}
+
+func newTracker(base store.Position) *tracker {
+	return &tracker{base: base, frontier: base, below: map[store.Position]int{}, ages: map[store.Position]int64{}}
+}
+
+// emitted records a commit handed to the handlers.
+func (t *tracker) emitted(c Commit) {
+	p := c.Position()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p.Compare(t.base) <= 0 {
+		t.below[p]++
+	} else {
+		heap.Push(&t.open, p)
+	}
+	t.ages[p] = c.CommittedAt
+}
+
+// handled records that a commit emitted earlier is done with.
+func (t *tracker) handled(c Commit) {
+	p := c.Position()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.ages, p)
+	if n, ok := t.below[p]; ok {
+		if n <= 1 {
+			delete(t.below, p)
+		} else {
+			t.below[p] = n - 1
+		}
+		return
+	}
+	t.open.done(p)
+}
+
+// advance records that the source has emitted every visible commit up to p.
+func (t *tracker) advance(p store.Position) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p.Compare(t.frontier) > 0 {
+		t.frontier = p
+	}
+}
+
+// checkpoint returns the base and the pending commits below it, and makes
+// that base the new one: call it only for a checkpoint about to be saved.
+func (t *tracker) checkpoint() (store.Position, []store.Position) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.open.prune()
+	b := t.frontier
+	if len(t.open.items) > 0 {
+		if m := before(t.open.items[0]); m.Compare(b) < 0 {
+			b = m
+		}
+	}
+	if b.Compare(t.base) > 0 {
+		t.base = b
+	}
+	pending := make([]store.Position, 0, len(t.below))
+	for p := range t.below {
+		pending = append(pending, p)
+	}
+	return t.base, pending
+}
+
+// inFlight returns the commits emitted and not handled, and the commit time
+// (Unix ms) of the oldest of them, 0 if none.
+func (t *tracker) inFlight() (int, int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	oldest := int64(0)
+	for _, at := range t.ages {
+		if oldest == 0 || at < oldest {
+			oldest = at
+		}
+	}
+	return len(t.ages), oldest
+}
+
+// before returns the position just before p: scanning after it includes p.
+func before(p store.Position) store.Position {
+	p.Version--
+	return p
+}
+
+// posHeap is a min-heap of positions with lazy removal of handled ones.
+type posHeap struct {
+	items []store.Position
+	gone  map[store.Position]int
+}
+
+func (h *posHeap) Len() int           { return len(h.items) }
+func (h *posHeap) Less(i, j int) bool { return h.items[i].Compare(h.items[j]) < 0 }
+func (h *posHeap) Swap(i, j int)      { h.items[i], h.items[j] = h.items[j], h.items[i] }
+func (h *posHeap) Push(x any)         { h.items = append(h.items, x.(store.Position)) }
+func (h *posHeap) Pop() any {
+	x := h.items[len(h.items)-1]
+	h.items = h.items[:len(h.items)-1]
+	return x
+}
+
+func (h *posHeap) done(p store.Position) {
+	if h.gone == nil {
+		h.gone = map[store.Position]int{}
+	}
+	h.gone[p]++
+	h.prune()
+}
+
+// prune pops handled positions off the top.
+func (h *posHeap) prune() {
+	for len(h.items) > 0 {
+		top := h.items[0]
+		n := h.gone[top]
+		if n == 0 {
+			return
+		}
+		if n == 1 {
+			delete(h.gone, top)
+		} else {
+			h.gone[top] = n - 1
+		}
+		heap.Pop(h)
+	}
+}
