@@ -51,8 +51,9 @@ type options struct {
 }
 
 // WithNamespace sets the prefix of every metric name. Default
-// DefaultNamespace ("eventstore"). An empty namespace drops the prefix:
-// the names then start with "subscription_" and "store_".
+// DefaultNamespace ("eventstore"). It must match [a-zA-Z_][a-zA-Z0-9_]*,
+// so that every name is a classic Prometheus name, or be empty: the names
+// then start with "subscription_" and "store_".
 func WithNamespace(ns string) Option {
 	return func(o *options) { o.namespace = ns }
 }
@@ -148,6 +149,9 @@ func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if !validNamespace(o.namespace) {
+		return nil, fmt.Errorf("promhooks: WithNamespace(%q): want [a-zA-Z_][a-zA-Z0-9_]* or empty", o.namespace)
+	}
 	if err := checkBuckets("WithHandlerBuckets", o.handlerBuckets); err != nil {
 		return nil, err
 	}
@@ -170,7 +174,7 @@ func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 		return v
 	}
 	histogram := func(name, help string, buckets []float64) *prometheus.HistogramVec {
-		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: o.namespace, Subsystem: subsys, Name: name, Help: help, Buckets: buckets}, sub)
+		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: o.namespace, Subsystem: subsys, Name: name, Help: help, Buckets: slices.Clone(buckets)}, sub)
 		m.collectors = append(m.collectors, v)
 		m.subscriptionInits = append(m.subscriptionInits, func(s string) { v.WithLabelValues(s) })
 		return v
@@ -367,6 +371,18 @@ func checkBuckets(opt string, b []float64) error {
 		return fmt.Errorf("promhooks: %s: NaN bucket in %v", opt, b)
 	}
 	return nil
+}
+
+func validNamespace(ns string) bool {
+	for i, r := range ns {
+		switch {
+		case r == '_', 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z':
+		case '0' <= r && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // lv makes s a valid label value: WithLabelValues panics on invalid UTF-8,

@@ -1,0 +1,68 @@
+// Package promhooks exports the subscription worker's hooks and the
+// store's consumed capacity as Prometheus metrics. It is the only package
+// of the module that imports Prometheus: the worker and the store know
+// nothing of it.
+//
+// New creates the metrics and registers them with a prometheus.Registerer.
+// The *Metrics it returns implements every hook interface of package
+// subscribe (put it in subscribe.Config.Hooks), and its ConsumedCapacity
+// method fits store.Config.ConsumedCapacity:
+//
+//	m, err := promhooks.New(prometheus.DefaultRegisterer)
+//	if err != nil {
+//		return err
+//	}
+//	st, err := store.New(client, store.Config{ConsumedCapacity: m.ConsumedCapacity})
+//	…
+//	w, err := subscribe.NewWorker(subscribe.Config{Reader: st, Checkpoints: cps, Hooks: []any{m}})
+//
+// # Metrics
+//
+// Every name starts with the namespace, "eventstore" unless WithNamespace
+// sets another. Durations are in seconds. The label subscription is the
+// subscription's name; operation is a store.Operation (Append, AppendAll,
+// Query, Scan); resource is the name of a table or of an index.
+//
+//	name                                                   type       labels               meaning
+//	eventstore_subscription_commits_handled_total          counter    subscription         commits handled successfully by the handler
+//	eventstore_subscription_events_handled_total           counter    subscription         events carried by those commits
+//	eventstore_subscription_handler_duration_seconds       histogram  subscription         duration of each handler call, successful or not (_count: calls)
+//	eventstore_subscription_handler_errors_total           counter    subscription         handler calls that returned an error or panicked
+//	eventstore_subscription_retries_total                  counter    subscription         retries of a failed handler call
+//	eventstore_subscription_parked_commits_total           counter    subscription         commits set aside by PolicyPark
+//	eventstore_subscription_skipped_commits_total          counter    subscription         commits skipped by PolicySkip or by Skip
+//	eventstore_subscription_late_arrivals_total            counter    subscription         commits that became visible after the source read past them, delivered late
+//	eventstore_subscription_gap_repairs_total              counter    subscription         per-aggregate version gaps found and repaired
+//	eventstore_subscription_gap_repair_commits_total       counter    subscription         commits fetched from the table to fill those gaps
+//	eventstore_subscription_duplicates_total               counter    subscription         commits dropped as already delivered
+//	eventstore_subscription_polls_total                    counter    subscription         polls of the source, successful or not
+//	eventstore_subscription_poll_duration_seconds          histogram  subscription         duration of each poll
+//	eventstore_subscription_poll_errors_total              counter    subscription         polls that failed
+//	eventstore_subscription_commits_read_total             counter    subscription         commits read by polls
+//	eventstore_subscription_checkpoint_writes_total        counter    subscription         checkpoint writes attempted, successful or not
+//	eventstore_subscription_checkpoint_write_errors_total  counter    subscription         checkpoint writes that failed
+//	eventstore_subscription_lag_seconds                    gauge      subscription         age of the oldest commit read but not yet handled; 0 when caught up
+//	eventstore_subscription_lag_commits                    gauge      subscription         commits read but not yet handled
+//	eventstore_subscription_stopped                        gauge      subscription         1 once the subscription stopped on an error; 0 again at its next poll
+//	eventstore_subscription_corrupt_items_total            counter    subscription         items of the commits table that are not well-formed commits, passed over
+//	eventstore_store_consumed_capacity_units_total         counter    operation, resource  DynamoDB capacity units consumed by store calls, per table and per index
+//
+// A subscription's series appear when its first hook is called, or at New
+// for the subscriptions named with WithSubscriptions. The lag gauges are
+// set about once per checkpoint interval. The worker does not call
+// OnStopped on a clean stop, so stopped stays 0 then.
+//
+// Consumed capacity is reported only when the store asks DynamoDB for it,
+// which it does when store.Config.ConsumedCapacity is set. Summed over
+// resource, the counter is the capacity consumed by all calls; a
+// transaction's capacity (AppendAll) is DynamoDB's, already doubled.
+//
+// Useful queries: rate(…_handler_errors_total[5m]) and
+// increase(…_parked_commits_total[1h]) for failing handlers, max by
+// (subscription) (…_lag_seconds) for freshness, and …_stopped == 1 for a
+// subscription that needs an operator.
+//
+// New returns an error, never panics, when a metric cannot be registered
+// (a second New with the same namespace on one registry is one such case).
+// Every method of *Metrics is safe for concurrent use and never blocks.
+package promhooks
