@@ -17,8 +17,9 @@ import (
 //
 // It returns an *InvalidCommitError (ErrInvalidCommit) before any write when
 // the commit is invalid, a *VersionConflictError (ErrVersionConflict) when
-// the aggregate already has that version, and otherwise the SDK's error
-// wrapped. When the SDK retried the write after an unknown outcome (a timeout)
+// the aggregate already has that version, an error matching
+// ErrTableNotFound when the table does not exist, and otherwise the SDK's
+// error wrapped. When the SDK retried the write after an unknown outcome (a timeout)
 // and finds the item its own first attempt wrote, Append succeeds.
 func (s *Store) Append(ctx context.Context, c Commit) (Commit, error) {
 	if err := validate(c, -1); err != nil {
@@ -47,7 +48,7 @@ func (s *Store) Append(ctx context.Context, c Commit) (Commit, error) {
 			}
 			return Commit{}, conflict(c, -1, ccf.Item)
 		}
-		return Commit{}, fmt.Errorf("store: append aggregate %q version %d: %w", c.AggregateID, c.Version, err)
+		return Commit{}, fmt.Errorf("store: append aggregate %q version %d: %w", c.AggregateID, c.Version, s.callErr(err))
 	}
 	s.reportCapacity(OpAppend, out.ConsumedCapacity)
 	return c, nil
@@ -70,7 +71,8 @@ func conflict(c Commit, index int, existing map[string]types.AttributeValue) err
 // Invalid commits, and two commits for the same aggregate and version, return
 // an *InvalidCommitError whose Index names the commit, before any write. A
 // version already taken returns a *VersionConflictError whose Index names
-// the commit that conflicted. A transaction cancelled for another reason (a
+// the commit that conflicted. A missing table returns an error matching
+// ErrTableNotFound. A transaction cancelled for another reason (a
 // concurrent transaction on the same item, throttling) returns the SDK's
 // error wrapped; nothing was written then, and the call may be retried.
 // Like TransactWriteItems, it costs twice the write capacity of single
@@ -128,7 +130,7 @@ func (s *Store) AppendAll(ctx context.Context, commits ...Commit) ([]Commit, err
 	if err != nil {
 		var tce *types.TransactionCanceledException
 		if !errors.As(err, &tce) {
-			return nil, fmt.Errorf("store: append %d commits: %w", len(commits), err)
+			return nil, fmt.Errorf("store: append %d commits: %w", len(commits), s.callErr(err))
 		}
 		firstConflict := -1
 		for i, r := range tce.CancellationReasons {

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Commit is one atomic group of events appended to one aggregate at one
@@ -28,7 +30,10 @@ type Commit struct {
 	// At most one commit exists per (AggregateID, Version).
 	Version int64 `json:"version"`
 	// Events is the commit's events as a JSON array of any JSON values, with
-	// at least one element.
+	// at least one element. It is stored and read back exactly as given;
+	// JavaScript readers (the original package) parse it with JSON.parse,
+	// so integers beyond 2^53, 1e400 and -0 read differently there (see the
+	// package documentation).
 	Events json.RawMessage `json:"events"`
 }
 
@@ -67,6 +72,10 @@ func MarshalEvents(events ...any) (json.RawMessage, error) {
 // millisecond share it.
 //
 // The zero Position lies before every commit.
+//
+// Its text form, "commitId#version" or "start" (String, ParsePosition,
+// MarshalText), suits flags and logs; its JSON form is an object with every
+// field (MarshalJSON), which checkpoints store.
 type Position struct {
 	CommitID    string `json:"commitId"`
 	AggregateID string `json:"aggregateId"`
@@ -103,11 +112,112 @@ func (p Position) Compare(q Position) int {
 }
 
 // String returns "commitId#version", or "start" for the zero Position.
+// ParsePosition reads it back; MarshalText writes the same form.
 func (p Position) String() string {
 	if p.IsZero() {
 		return "start"
 	}
 	return p.CommitID + "#" + strconv.FormatInt(p.Version, 10)
+}
+
+// ParsePosition returns the Position that s names in the form String
+// writes: "start" for the zero Position, "commitId#version" otherwise. The
+// commit id is everything before the last '#' (an aggregate id may contain
+// '#'); the aggregate id is the part of the commit id after its first colon
+// (one may contain ':'). The version is a decimal integer from 0, written as
+// String writes it (no sign, no leading zeros), or -1: "commitId#-1" is what
+// String writes for FromCommitID(commitId), and reads back as it.
+//
+// ParsePosition(p.String()) == p for the zero Position, every FromCommitID
+// position, and the Position of every commit whose commit id is
+// "timestamp:aggregateId" with its own aggregate id, as both this package
+// and the original write them.
+//
+// Malformed text (no '#', an empty commit id, a version that is not an
+// integer or below -1, a commit id with no aggregate id after a colon, text
+// that is not UTF-8) returns an error matching ErrInvalidArgument.
+func ParsePosition(s string) (Position, error) {
+	if s == "start" {
+		return Position{}, nil
+	}
+	bad := func(why string) (Position, error) {
+		return Position{}, fmt.Errorf(`%w: position %q: %s; want "start" or commitId#version`, ErrInvalidArgument, s, why)
+	}
+	if !utf8.ValidString(s) {
+		return bad("not valid UTF-8")
+	}
+	i := strings.LastIndexByte(s, '#')
+	if i < 0 {
+		return bad("no '#'")
+	}
+	commitID, vs := s[:i], s[i+1:]
+	v, err := strconv.ParseInt(vs, 10, 64)
+	switch {
+	case err != nil || strconv.FormatInt(v, 10) != vs:
+		return bad(fmt.Sprintf("version %q is not an integer", vs))
+	case commitID == "":
+		return bad("empty commit id")
+	case v == -1:
+		return FromCommitID(commitID), nil
+	case v < -1:
+		return bad(fmt.Sprintf("version %d is below -1", v))
+	}
+	_, aggregateID, ok := strings.Cut(commitID, ":")
+	if !ok || aggregateID == "" {
+		return bad(fmt.Sprintf("commit id %q has no aggregate id after a colon", commitID))
+	}
+	return Position{CommitID: commitID, AggregateID: aggregateID, Version: v}, nil
+}
+
+// MarshalText returns p.String(), the form ParsePosition reads. A Position
+// that text would not read back exactly returns an error matching
+// ErrInvalidArgument instead: one whose AggregateID is not the part of its
+// CommitID after the first colon (a commit with a malformed commit id), or
+// whose Version is below 0 other than FromCommitID's. Such positions keep
+// every field in JSON (MarshalJSON).
+func (p Position) MarshalText() ([]byte, error) {
+	s := p.String()
+	if q, err := ParsePosition(s); err != nil || q != p {
+		return nil, fmt.Errorf("%w: position (commitId %q, aggregateId %q, version %d) has no text form: "+
+			"want the aggregate id after the commit id's first colon and a version from 0, or FromCommitID's",
+			ErrInvalidArgument, p.CommitID, p.AggregateID, p.Version)
+	}
+	return []byte(s), nil
+}
+
+// UnmarshalText sets p to ParsePosition(string(text)); on error p is left
+// unchanged.
+func (p *Position) UnmarshalText(text []byte) error {
+	q, err := ParsePosition(string(text))
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}
+
+// jsonPosition is Position without its methods: its JSON object form.
+type jsonPosition Position
+
+// MarshalJSON returns p as the JSON object
+// {"commitId":…,"aggregateId":…,"version":…}, every field as it is. (Without
+// this method encoding/json would use MarshalText, which cannot carry every
+// Position.)
+func (p Position) MarshalJSON() ([]byte, error) {
+	return json.Marshal(jsonPosition(p))
+}
+
+// UnmarshalJSON reads the object MarshalJSON writes, or a JSON string in the
+// text form (see ParsePosition).
+func (p *Position) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("store: position: %w", err)
+		}
+		return p.UnmarshalText([]byte(s))
+	}
+	return json.Unmarshal(b, (*jsonPosition)(p))
 }
 
 // commitIDLayoutLen is the length of the timestamp part of a commit id.

@@ -27,6 +27,29 @@
 //     *DecodeError naming their key, never skipped silently.
 //   - Commit ids from one Store never go backwards, even when the clock does.
 //
+// # Events text and JavaScript readers
+//
+// A commit's events are stored exactly as given: the events attribute holds
+// the bytes Append received (spacing, key order, number spellings) and reads
+// return them byte for byte; this package checks that they are a JSON array
+// but never re-encodes them.
+//
+// The original package, and any JavaScript reader, parses them with
+// JSON.parse, whose numbers are IEEE 754 doubles. Valid JSON that a Go
+// writer keeps exactly therefore reads differently there:
+//
+//   - integers beyond 2^53 lose precision: 9007199254740993 reads as
+//     9007199254740992;
+//   - numbers beyond the double range overflow: 1e400 reads as Infinity,
+//     which JSON.stringify writes as null;
+//   - -0 reads as -0, which JSON.stringify writes as 0;
+//   - decimals with more digits than a double holds are rounded.
+//
+// Go readers decoding into float64 or any (as Commit.DecodeEvents does with
+// such targets) see the same rounding, and fail on 1e400. Events that must
+// read the same everywhere should carry such values as JSON strings. This is
+// a compatibility note: the store itself changes nothing.
+//
 // A Store is safe for concurrent use. It takes a DynamoDB client (any value
 // with the API methods, such as *dynamodb.Client) and loads no AWS
 // configuration itself.

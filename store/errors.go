@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/dynamodb-event-store/eventstore/internal/ddbtable"
@@ -48,15 +49,43 @@ var (
 	// commit. Returned as a *DecodeError.
 	ErrCorruptCommit = errors.New("store: corrupt commit")
 
-	// ErrInvalidArgument: a read was given an argument it cannot use (an
-	// empty aggregate id, a negative version, an unknown bucket).
+	// ErrInvalidArgument: a call was given an argument it cannot use: a
+	// read an empty aggregate id, a negative version or an unknown bucket;
+	// New a bad Config (returned as a *ConfigError); ParsePosition
+	// malformed text.
 	ErrInvalidArgument = errors.New("store: invalid argument")
 
 	// ErrTableExists: CreateTable found the table already there.
 	ErrTableExists = ddbtable.ErrExists
-	// ErrTableNotFound: the table does not exist.
+	// ErrTableNotFound: the table does not exist. Append, AppendAll, Query
+	// and Scan return it, naming the table, for DynamoDB's
+	// ResourceNotFoundException (which stays in the chain); so do
+	// DescribeTable and DeleteTable.
 	ErrTableNotFound = ddbtable.ErrNotFound
 )
+
+// ConfigError reports a Config field New cannot use. It matches
+// ErrInvalidArgument.
+type ConfigError struct {
+	// Field is the Config field's name: "TableName", "IndexName",
+	// "IndexBuckets" or "PageSize".
+	Field string
+	// Value is the field's value, with defaults filled in.
+	Value any
+	// Reason says what is wanted, e.g. "want 1 to 256".
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	v := fmt.Sprint(e.Value)
+	if s, ok := e.Value.(string); ok {
+		v = strconv.Quote(s)
+	}
+	return fmt.Sprintf("%v: Config.%s %s: %s", ErrInvalidArgument, e.Field, v, e.Reason)
+}
+
+// Unwrap returns ErrInvalidArgument.
+func (e *ConfigError) Unwrap() error { return ErrInvalidArgument }
 
 // VersionConflictError reports that an aggregate already has a commit at the
 // version an append asked for. It matches ErrVersionConflict.

@@ -33,7 +33,8 @@ type QueryOptions struct {
 // a *DecodeError (ErrCorruptCommit) for an item that is not a well-formed
 // commit and goes on with the next one if the loop continues; any other error
 // (an empty aggregate id or negative fromVersion, matching
-// ErrInvalidArgument; a failed call) is yielded once and ends the sequence.
+// ErrInvalidArgument; a missing table, matching ErrTableNotFound; a failed
+// call) is yielded once and ends the sequence.
 func (s *Store) Query(ctx context.Context, aggregateID string, fromVersion int64, optFns ...func(*QueryOptions)) iter.Seq2[Commit, error] {
 	return func(yield func(Commit, error) bool) {
 		var opts QueryOptions
@@ -73,7 +74,7 @@ func (s *Store) Query(ctx context.Context, aggregateID string, fromVersion int64
 		for p.HasMorePages() {
 			page, err := p.NextPage(ctx)
 			if err != nil {
-				yield(Commit{}, fmt.Errorf("store: query %q from version %d: %w", aggregateID, fromVersion, err))
+				yield(Commit{}, fmt.Errorf("store: query %q from version %d: %w", aggregateID, fromVersion, s.callErr(err)))
 				return
 			}
 			s.reportCapacity(OpQuery, page.ConsumedCapacity)
@@ -108,8 +109,9 @@ type ScanOptions struct {
 //
 // The sequence streams: it holds about one page (1 MB) per bucket. It yields
 // a *DecodeError (ErrCorruptCommit) for an item that is not a well-formed
-// commit and goes on if the loop continues; any other error is yielded once
-// and ends the sequence.
+// commit and goes on if the loop continues; any other error (a missing
+// table, matching ErrTableNotFound; a failed call) is yielded once and ends
+// the sequence.
 func (s *Store) Scan(ctx context.Context, after Position, optFns ...func(*ScanOptions)) iter.Seq2[Commit, error] {
 	return func(yield func(Commit, error) bool) {
 		var opts ScanOptions
@@ -228,7 +230,7 @@ func (r *bucketReader) fill(ctx context.Context) error {
 	for r.ready == 0 && !r.done {
 		page, err := r.p.NextPage(ctx)
 		if err != nil {
-			return fmt.Errorf("store: scan index %q after %s: %w", r.s.cfg.IndexName, r.after, err)
+			return fmt.Errorf("store: scan index %q after %s: %w", r.s.cfg.IndexName, r.after, r.s.callErr(err))
 		}
 		r.s.reportCapacity(OpScan, page.ConsumedCapacity)
 		r.done = !r.p.HasMorePages()

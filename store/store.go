@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -135,13 +136,13 @@ const MaxIndexBuckets = 256
 func (c Config) validate() error {
 	switch {
 	case c.IndexBuckets < 1 || c.IndexBuckets > MaxIndexBuckets:
-		return fmt.Errorf("%w: IndexBuckets %d: want 1 to %d", ErrInvalidArgument, c.IndexBuckets, MaxIndexBuckets)
+		return &ConfigError{Field: "IndexBuckets", Value: c.IndexBuckets, Reason: fmt.Sprintf("want 1 to %d", MaxIndexBuckets)}
 	case c.PageSize < 0:
-		return fmt.Errorf("%w: PageSize %d: want 0 or more", ErrInvalidArgument, c.PageSize)
+		return &ConfigError{Field: "PageSize", Value: c.PageSize, Reason: "want 0 or more"}
 	case len(c.TableName) < 3 || len(c.TableName) > 255:
-		return fmt.Errorf("%w: TableName %q: want 3 to 255 characters", ErrInvalidArgument, c.TableName)
+		return &ConfigError{Field: "TableName", Value: c.TableName, Reason: "want 3 to 255 characters"}
 	case len(c.IndexName) < 3 || len(c.IndexName) > 255:
-		return fmt.Errorf("%w: IndexName %q: want 3 to 255 characters", ErrInvalidArgument, c.IndexName)
+		return &ConfigError{Field: "IndexName", Value: c.IndexName, Reason: "want 3 to 255 characters"}
 	}
 	return nil
 }
@@ -172,9 +173,9 @@ type Store struct {
 	lastMilli int64
 }
 
-// New returns a Store that calls DynamoDB through api. It returns an error
-// matching ErrInvalidArgument when cfg is invalid. It starts no goroutines
-// and makes no calls.
+// New returns a Store that calls DynamoDB through api. An invalid cfg
+// returns a *ConfigError naming the field, and a nil api an error; both
+// match ErrInvalidArgument. It starts no goroutines and makes no calls.
 func New(api API, cfg Config) (*Store, error) {
 	if api == nil {
 		return nil, fmt.Errorf("%w: nil API", ErrInvalidArgument)
@@ -223,6 +224,17 @@ func (s *Store) nextMilli() int64 {
 	}
 	s.lastMilli = now
 	return now
+}
+
+// callErr returns err, from a DynamoDB call on the table, so that it also
+// matches ErrTableNotFound, naming the table, when DynamoDB reports the table
+// missing (a *types.ResourceNotFoundException, kept in the chain).
+func (s *Store) callErr(err error) error {
+	var nf *types.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return fmt.Errorf("%w: %s: %w", ErrTableNotFound, s.cfg.TableName, err)
+	}
+	return err
 }
 
 func (s *Store) reportCapacity(op Operation, cc *types.ConsumedCapacity) {

@@ -259,6 +259,42 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
+func TestConfigErrorNamesTheField(t *testing.T) {
+	cases := []struct {
+		name  string
+		cfg   Config
+		field string
+		value any
+		text  string
+	}{
+		{"too many buckets", Config{IndexBuckets: 300}, "IndexBuckets", 300, "store: invalid argument: Config.IndexBuckets 300: want 1 to 256"},
+		{"negative buckets", Config{IndexBuckets: -1}, "IndexBuckets", -1, "Config.IndexBuckets -1: want 1 to 256"},
+		{"page size", Config{PageSize: -5}, "PageSize", int32(-5), "Config.PageSize -5: want 0 or more"},
+		{"short table name", Config{TableName: "ab"}, "TableName", "ab", `Config.TableName "ab": want 3 to 255 characters`},
+		{"long table name", Config{TableName: strings.Repeat("t", 256)}, "TableName", strings.Repeat("t", 256), "want 3 to 255 characters"},
+		{"short index name", Config{IndexName: "i"}, "IndexName", "i", `Config.IndexName "i": want 3 to 255 characters`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(&fakeAPI{}, tc.cfg)
+			var ce *ConfigError
+			if !errors.As(err, &ce) || !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("New = %v, want a *ConfigError matching ErrInvalidArgument", err)
+			}
+			if ce.Field != tc.field || ce.Value != tc.value || ce.Reason == "" {
+				t.Fatalf("ConfigError %+v, want field %s value %v", *ce, tc.field, tc.value)
+			}
+			if !strings.Contains(err.Error(), tc.text) {
+				t.Fatalf("error %q does not contain %q", err, tc.text)
+			}
+		})
+	}
+	var ce *ConfigError
+	if _, err := New(nil, Config{}); errors.As(err, &ce) || !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("nil api: New = %#v, want a plain ErrInvalidArgument", err)
+	}
+}
+
 func TestBucketsSpreadAndAreStable(t *testing.T) {
 	s, err := New(&fakeAPI{}, Config{IndexBuckets: 4})
 	if err != nil {

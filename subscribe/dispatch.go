@@ -142,7 +142,7 @@ func (d *dispatcher) runLane(ctx context.Context, l *lane) bool {
 			batch = l.queue[:1]
 		} else {
 			n := 1
-			for n < len(l.queue) && n < d.r.s.MaxBatch && l.queue[n].replay == nil {
+			for n < len(l.queue) && n < d.r.maxBatch && l.queue[n].replay == nil {
 				n++
 			}
 			batch = l.queue[:n]

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"time"
 
@@ -39,13 +38,24 @@ type emitFunc func(ctx context.Context, c Commit) error
 type indexCheckpoint struct {
 	// After: every commit at or before it is handled, except Pending.
 	After store.Position `json:"after"`
-	// Pending lists late commits before After not yet handled.
-	Pending []pendingCommit `json:"pending,omitempty"`
+	// Sweep is where a restart re-reads from for late arrivals (at most
+	// After).
+	Sweep store.Position `json:"sweep"`
+	// Pending lists late commits before After not yet handled: a restart
+	// delivers them first.
+	Pending []store.Position `json:"pending,omitempty"`
+	// Aggregates holds, for each aggregate handled after Sweep, the next
+	// version to handle: a restart drops versions below it as handled.
+	Aggregates map[string]aggregateMark `json:"aggregates,omitempty"`
 }
 
-type pendingCommit struct {
-	AggregateID string `json:"aggregateId"`
-	Version     int64  `json:"version"`
+// aggregateMark is an aggregate's handled progress in a checkpoint.
+type aggregateMark struct {
+	// Next is the next version to handle: every version below it is.
+	Next int64 `json:"next"`
+	// LastCommitID and LastVersion locate the last version handled.
+	LastCommitID string `json:"lastCommitId"`
+	LastVersion  int64  `json:"lastVersion"`
 }
 
 func decodeIndexCheckpoint(s string) (indexCheckpoint, error) {
@@ -76,7 +86,7 @@ type indexSource struct {
 
 	seq     *sequencer
 	track   *tracker
-	pending []pendingCommit // from the checkpoint, delivered first
+	pending []store.Position // from the checkpoint, delivered first
 
 	fresh, sweep store.Position // cursors, used by run only
 }
@@ -90,33 +100,32 @@ func newIndexSource(w *Worker, s Subscription, saved string) (*indexSource, erro
 		}
 	} else {
 		start.After = s.Start.position(w.cfg.Clock())
+		start.Sweep = start.After
+	}
+	if start.Sweep.Compare(start.After) > 0 {
+		start.Sweep = start.After
+	}
+	// Aggregates handled after the sweep position are known; any other
+	// commit after it was not delivered.
+	seq := newSequencer(s.Name, w.cfg.Reader, &w.hooks, s.MaxTrackedAggregates, start.Sweep)
+	handled := make(map[string]handledAgg, len(start.Aggregates))
+	for id, m := range start.Aggregates {
+		last := store.Position{CommitID: m.LastCommitID, AggregateID: id, Version: m.LastVersion}
+		seq.known(id, m.Next, last)
+		handled[id] = handledAgg{next: m.Next, last: last}
 	}
 	src := &indexSource{
 		sub: s.Name, reader: w.cfg.Reader, opts: s.Index, clock: w.cfg.Clock, hooks: &w.hooks, log: w.log,
-		seq:     newSequencer(s.Name, w.cfg.Reader, &w.hooks, s.MaxTrackedAggregates, start.After),
-		track:   newTracker(start.After),
+		seq:     seq,
+		track:   newTracker(start.After, start.Sweep, handled),
 		pending: start.Pending,
-		fresh:   start.After, sweep: start.After,
+		fresh:   start.After, sweep: start.Sweep,
 	}
 	return src, nil
 }
 
 func (s *indexSource) checkpoint() (string, error) {
-	base, below := s.track.checkpoint()
-	cp := indexCheckpoint{After: base}
-	for _, p := range below {
-		cp.Pending = append(cp.Pending, pendingCommit{AggregateID: p.AggregateID, Version: p.Version})
-	}
-	slices.SortFunc(cp.Pending, func(a, b pendingCommit) int {
-		if a.AggregateID != b.AggregateID {
-			if a.AggregateID < b.AggregateID {
-				return -1
-			}
-			return 1
-		}
-		return int(a.Version - b.Version)
-	})
-	b, err := json.Marshal(cp)
+	b, err := json.Marshal(s.track.checkpoint())
 	return string(b), err
 }
 
@@ -155,12 +164,13 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 	for {
 		t0 := s.clock()
 		n, err := s.poll(ctx, t0, out)
+		if ctx.Err() != nil {
+			return ctx.Err() // a stop, not a failed poll
+		}
 		for _, h := range s.hooks.poll {
 			h.OnPoll(s.sub, n, s.clock().Sub(t0), err)
 		}
 		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
 		case err != nil:
 			s.log.Warn("poll failed; retrying", "subscription", s.sub, "err", err)
 			delay = s.opts.PollMax
@@ -179,7 +189,7 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 func (s *indexSource) deliverPending(ctx context.Context, out func(Commit) error) error {
 	for len(s.pending) > 0 {
 		p := s.pending[0]
-		for c, err := range s.reader.Query(ctx, p.AggregateID, p.Version, func(o *store.QueryOptions) { o.ToVersion = p.Version + 1 }) {
+		for c, err := range s.reader.Query(ctx, p.AggregateID, max(p.Version, 0), func(o *store.QueryOptions) { o.ToVersion = max(p.Version, 0) + 1 }) {
 			if err != nil {
 				return err
 			}
@@ -215,6 +225,7 @@ func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) 
 	}
 	if s.opts.Overlap < 0 {
 		s.sweep = s.fresh
+		s.track.swept(s.sweep)
 	} else if err := s.sweepOnce(ctx, now, out); err != nil {
 		return n, err
 	}
@@ -239,6 +250,7 @@ func (s *indexSource) sweepOnce(ctx context.Context, now time.Time, out func(Com
 				return nil
 			}
 			s.sweep = p // reported when the fresh cursor read it
+			s.track.swept(p)
 			continue
 		}
 		if c.Position().Compare(s.fresh) > 0 {
@@ -255,6 +267,7 @@ func (s *indexSource) sweepOnce(ctx context.Context, now time.Time, out func(Com
 			}
 		}
 		s.sweep = c.Position()
+		s.track.swept(s.sweep)
 	}
 	return nil
 }

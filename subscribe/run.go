@@ -17,6 +17,9 @@ type subRunner struct {
 	s       Subscription
 	handler BatchHandler
 	log     *slog.Logger
+	// maxBatch is MaxBatch for a BatchHandler and 1 for a Handler, whose
+	// commits are each acknowledged as soon as they are handled.
+	maxBatch int
 
 	src source
 

@@ -95,11 +95,19 @@ func (q *sequencer) deliver(c Commit, emit func(Commit) error) error {
 	} else {
 		q.lru.MoveToBack(st.elem)
 	}
-	st.next = c.Version + 1
+	st.next = max(st.next, c.Version+1)
 	if p := c.Position(); p.Compare(st.last) > 0 {
 		st.last = p
 	}
 	return nil
+}
+
+// known records, from a checkpoint, that an aggregate's versions below next
+// were handled, the last of them at or before last.
+func (q *sequencer) known(id string, next int64, last store.Position) {
+	st := &aggState{id: id, next: next, last: last}
+	st.elem = q.lru.PushBack(st)
+	q.aggs[id] = st
 }
 
 // fetch reads versions [from, to) of an aggregate from the table.

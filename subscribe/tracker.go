@@ -2,29 +2,54 @@ package subscribe
 
 import (
 	"container/heap"
+	"slices"
 	"sync"
 
 	"github.com/dynamodb-event-store/eventstore/store"
 )
 
 // tracker follows the commits a position-ordered source has emitted until
-// they are handled, and computes the checkpoint: a base position B such
-// that every emitted commit at or before B is handled, except the late ones
-// listed as pending (commits emitted after B had passed them: late arrivals
-// and repairs), which a restart delivers first. B never moves backwards.
+// they are handled, and computes the checkpoint:
+//
+//   - a base position B: every emitted commit at or before B is handled,
+//     except the late ones listed as pending (commits emitted after B had
+//     passed them: late arrivals and repairs), which a restart delivers
+//     first. B never moves backwards.
+//   - the sweep position S (at most B), from which a restart re-reads for
+//     late arrivals;
+//   - for each aggregate handled after S, the next version to handle: a
+//     restart drops versions below it as handled (so one slow handler does
+//     not make everything handled after it come again) and knows which late
+//     versions it has not delivered.
 //
 // It is safe for concurrent use: the source emits, handlers complete.
 type tracker struct {
 	mu       sync.Mutex
 	base     store.Position         // the saved B
 	frontier store.Position         // the source has emitted everything visible up to here
+	sweep    store.Position         // the source's sweep cursor
 	open     posHeap                // emitted, not handled, after base
 	below    map[store.Position]int // emitted, not handled, at or before base: count
+	aggs     map[string]handledAgg  // handled progress of aggregates active after the sweep position
 	ages     map[store.Position]int64
 }
 
-func newTracker(base store.Position) *tracker {
-	return &tracker{base: base, frontier: base, below: map[store.Position]int{}, ages: map[store.Position]int64{}}
+// handledAgg is one aggregate's handled progress.
+type handledAgg struct {
+	next int64          // every version below it is handled
+	last store.Position // position of the last handled
+}
+
+// maxListedAggregates caps the aggregates a checkpoint lists, at about 100
+// bytes each: those with the oldest activity are left out first, and their
+// commits after the sweep position may come again after a crash.
+const maxListedAggregates = 2000
+
+func newTracker(base, sweep store.Position, aggs map[string]handledAgg) *tracker {
+	if aggs == nil {
+		aggs = map[string]handledAgg{}
+	}
+	return &tracker{base: base, frontier: base, sweep: sweep, below: map[store.Position]int{}, aggs: aggs, ages: map[store.Position]int64{}}
 }
 
 // emitted records a commit handed to the handlers.
@@ -46,6 +71,12 @@ func (t *tracker) handled(c Commit) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.ages, p)
+	a := t.aggs[c.AggregateID]
+	a.next = max(a.next, c.Version+1)
+	if p.Compare(a.last) > 0 {
+		a.last = p
+	}
+	t.aggs[c.AggregateID] = a
 	if n, ok := t.below[p]; ok {
 		if n <= 1 {
 			delete(t.below, p)
@@ -57,6 +88,15 @@ func (t *tracker) handled(c Commit) {
 	t.open.done(p)
 }
 
+// swept records the sweep cursor.
+func (t *tracker) swept(p store.Position) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p.Compare(t.sweep) > 0 {
+		t.sweep = p
+	}
+}
+
 // advance records that the source has emitted every visible commit up to p.
 func (t *tracker) advance(p store.Position) {
 	t.mu.Lock()
@@ -66,9 +106,9 @@ func (t *tracker) advance(p store.Position) {
 	}
 }
 
-// checkpoint returns the base and the pending commits below it, and makes
-// that base the new one: call it only for a checkpoint about to be saved.
-func (t *tracker) checkpoint() (store.Position, []store.Position) {
+// checkpoint returns the state to save and makes its base the new one:
+// call it only for a checkpoint about to be saved.
+func (t *tracker) checkpoint() indexCheckpoint {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.open.prune()
@@ -81,11 +121,37 @@ func (t *tracker) checkpoint() (store.Position, []store.Position) {
 	if b.Compare(t.base) > 0 {
 		t.base = b
 	}
-	pending := make([]store.Position, 0, len(t.below))
-	for p := range t.below {
-		pending = append(pending, p)
+	cp := indexCheckpoint{After: t.base, Sweep: t.sweep}
+	if cp.Sweep.Compare(cp.After) > 0 {
+		cp.Sweep = cp.After
 	}
-	return t.base, pending
+	for p := range t.below {
+		cp.Pending = append(cp.Pending, p)
+	}
+	slices.SortFunc(cp.Pending, store.Position.Compare)
+	type entry struct {
+		id string
+		handledAgg
+	}
+	var active []entry
+	for id, a := range t.aggs {
+		if a.last.Compare(cp.Sweep) <= 0 {
+			delete(t.aggs, id) // a restart re-reads nothing of it
+			continue
+		}
+		active = append(active, entry{id, a})
+	}
+	if len(active) > maxListedAggregates {
+		slices.SortFunc(active, func(x, y entry) int { return y.last.Compare(x.last) })
+		active = active[:maxListedAggregates]
+	}
+	if len(active) > 0 {
+		cp.Aggregates = make(map[string]aggregateMark, len(active))
+		for _, e := range active {
+			cp.Aggregates[e.id] = aggregateMark{Next: e.next, LastCommitID: e.last.CommitID, LastVersion: e.last.Version}
+		}
+	}
+	return cp
 }
 
 // inFlight returns the commits emitted and not handled, and the commit time

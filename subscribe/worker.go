@@ -89,11 +89,11 @@ func (w *Worker) Register(s Subscription) error {
 	if _, dup := w.byName[s.Name]; dup {
 		return fmt.Errorf("%w: %q", ErrDuplicateSubscription, s.Name)
 	}
-	h := s.BatchHandler
+	h, maxBatch := s.BatchHandler, s.MaxBatch
 	if h == nil {
-		h = batchOf(s.Handler, s.Middleware)
+		h, maxBatch = batchOf(s.Handler, s.Middleware), 1
 	}
-	r := &subRunner{w: w, s: s, handler: h, log: w.log.With("subscription", s.Name)}
+	r := &subRunner{w: w, s: s, handler: h, maxBatch: maxBatch, log: w.log.With("subscription", s.Name)}
 	r.health.Subscription, r.health.State = s.Name, StateIdle
 	w.subs = append(w.subs, r)
 	w.byName[s.Name] = r

@@ -90,7 +90,7 @@ func appendLines(ctx context.Context, s *session, st *store.Store) error {
 		case errors.Is(err, store.ErrInvalidCommit):
 			return withCode(ExitUsage, fmt.Errorf("line %d: %w", ln.no, err))
 		case err != nil:
-			return fmt.Errorf("line %d: %w", ln.no, explainNotFound(err, st.Config()))
+			return fmt.Errorf("line %d: %w", ln.no, explainNotFound(err, st.Config().TableName))
 		}
 		if err := enc.Encode(stored); err != nil {
 			return fmt.Errorf("write stdout: %w", err)

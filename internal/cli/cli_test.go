@@ -244,6 +244,46 @@ func TestTableNotConforming(t *testing.T) {
 	cmd(t, table, "", "table", "create", "--if-not-exists").want(t, 1, "exists but does not conform")
 }
 
+// TestTableCreateIfNotExistsAndTheStream: an existing table must have the
+// stream unless --no-stream; without one it conforms only to --no-stream,
+// as the original package's tables do.
+func TestTableCreateIfNotExistsAndTheStream(t *testing.T) {
+	t.Parallel()
+	client := ddbtest.Client(t)
+	table := ddbtest.TableName(t)
+	cfg := store.Config{TableName: table}
+	if err := store.CreateTable(t.Context(), client, cfg, store.TableOptions{NoStream: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.DeleteTable(context.Background(), client, cfg) })
+
+	cmd(t, table, "", "table", "create", "--if-not-exists").
+		want(t, 1, "table "+table+" exists but does not conform: stream: disabled, want NEW_IMAGE")
+	cmd(t, table, "", "table", "create", "--if-not-exists", "--no-stream").want(t, 0, "table "+table+" exists already")
+	// describe asks for what reads and appends need: no stream.
+	cmd(t, table, "", "table", "describe").want(t, 0)
+
+	// A table with its stream conforms either way.
+	withStream := newTable(t)
+	cmd(t, withStream, "", "table", "create", "--if-not-exists").want(t, 0, "exists already")
+	cmd(t, withStream, "", "table", "create", "--if-not-exists", "--no-stream").want(t, 0, "exists already")
+}
+
+// TestReadsOfAMissingTable: every data command names a missing table the
+// same way.
+func TestReadsOfAMissingTable(t *testing.T) {
+	t.Parallel()
+	table := ddbtest.TableName(t)
+	for _, args := range [][]string{{"scan"}, {"query", "--aggregate", "a"}} {
+		r := cmd(t, table, "", args...)
+		r.want(t, 1, args[0]+": table "+table+" not found")
+		if r.stdout != "" {
+			t.Errorf("%s printed %q", args[0], r.stdout)
+		}
+	}
+	cmd(t, table, `{"aggregateId":"a","version":0,"events":[1]}`, "append").want(t, 1, "append: line 1: table "+table+" not found")
+}
+
 // appendInput is a few commits to two aggregates, with blank lines, a CRLF
 // line end, spaces in events and no newline at the end.
 const appendInput = `{"aggregateId":"acc-1","version":0,"events":[{"type":"opened","owner":"Zoë <z@example.com>"}]}
@@ -530,6 +570,14 @@ func TestUsage(t *testing.T) {
 		{name: "bad endpoint", args: []string{"scan", "--endpoint", "localhost:8000"}, code: 2, stderr: []string{`--endpoint "localhost:8000"`}},
 		{name: "short table name", args: []string{"scan", ep, "--table", "ab"}, code: 2, stderr: []string{"--table", `"ab"`}},
 		{name: "empty table name", args: []string{"scan", ep, "--table", ""}, code: 2, stderr: []string{"--table"}},
+		{name: "short table name from the environment", env: map[string]string{"EVENTSTORE_TABLE": "ab"}, args: []string{"scan", ep},
+			code: 2, stderr: []string{`scan: EVENTSTORE_TABLE="ab": want 3 to 255 characters`}},
+		{name: "flag wins over a bad variable", env: map[string]string{"EVENTSTORE_TABLE": "okay"}, args: []string{"scan", ep, "--table", "ab"},
+			code: 2, stderr: []string{`scan: --table "ab": want 3 to 255 characters`}},
+		{name: "short index name", args: []string{"scan", ep, "--index", "ix"}, code: 2, stderr: []string{`scan: --index "ix": want 3 to 255 characters`, "eventstore scan --help"}},
+		{name: "long index name", args: []string{"query", ep, "--aggregate", "a", "--index", strings.Repeat("i", 256)}, code: 2, stderr: []string{`--index "iii`, "want 3 to 255 characters"}},
+		{name: "zero buckets", args: []string{"scan", ep, "--buckets", "0"}, code: 2, stderr: []string{"scan: --buckets 0: want 1 to 256"}},
+		{name: "negative buckets", args: []string{"append", ep, "--buckets", "-3"}, code: 2, stderr: []string{"append: --buckets -3: want 1 to 256"}},
 		{name: "bad EVENTSTORE_BUCKETS", env: map[string]string{"EVENTSTORE_BUCKETS": "0"}, args: []string{"scan"}, code: 2, stderr: []string{`EVENTSTORE_BUCKETS="0"`}},
 		{name: "help", args: []string{"--help"}, stdout: []string{"Usage: eventstore <command>", "table create", "Exit status"}},
 		{name: "-h", args: []string{"-h"}, stdout: []string{"Usage: eventstore <command>"}},

@@ -84,7 +84,7 @@ func printCommits(s *session, cfg store.Config, seq iter.Seq2[store.Commit, erro
 				s.warnf("%v", err)
 				continue
 			}
-			return explainNotFound(err, cfg)
+			return explainNotFound(err, cfg.TableName)
 		}
 		if err := enc.Encode(c); err != nil {
 			return fmt.Errorf("write stdout: %w", err)

@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/dynamodb-event-store/eventstore/store"
@@ -31,6 +30,7 @@ const (
 // is and how to reach DynamoDB.
 type storeFlags struct {
 	fs            *flag.FlagSet
+	env           func(string) string
 	table, index  string
 	buckets       int
 	bucketsEnvErr error // EVENTSTORE_BUCKETS is set but unusable
@@ -39,7 +39,7 @@ type storeFlags struct {
 }
 
 func addStoreFlags(fs *flag.FlagSet, env func(string) string) *storeFlags {
-	f := &storeFlags{fs: fs}
+	f := &storeFlags{fs: fs, env: env}
 	fs.StringVar(&f.table, "table", envOr(env, EnvTable, store.DefaultTableName),
 		"commits table `NAME`; $"+EnvTable+" sets the default")
 	fs.StringVar(&f.index, "index", envOr(env, EnvIndex, store.DefaultIndexName),
@@ -74,11 +74,13 @@ func envOr(env func(string) string, name, def string) string {
 func (f *storeFlags) open(ctx context.Context, s *session) (*dynamodb.Client, *store.Store, error) {
 	set := map[string]bool{}
 	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	// The store reads an empty name or 0 buckets as its default: here they
+	// were given, and are errors. The store judges every other value.
 	switch {
 	case !set["buckets"] && f.bucketsEnvErr != nil:
 		return nil, nil, withCode(ExitUsage, f.bucketsEnvErr)
-	case f.buckets < 1 || f.buckets > store.MaxIndexBuckets:
-		return nil, nil, flagErrorf("--buckets %d: want 1 to %d", f.buckets, store.MaxIndexBuckets)
+	case f.buckets == 0:
+		return nil, nil, flagErrorf("--buckets 0: want 1 to %d", store.MaxIndexBuckets)
 	case f.table == "":
 		return nil, nil, flagErrorf("--table: want a table name")
 	case f.index == "":
@@ -93,19 +95,31 @@ func (f *storeFlags) open(ctx context.Context, s *session) (*dynamodb.Client, *s
 	if err != nil {
 		return nil, nil, err
 	}
-	// store.New decides what a valid name is; ask it one flag at a time so
-	// that the message names the flag.
-	if _, err := store.New(client, store.Config{TableName: f.table}); err != nil {
-		return nil, nil, flagErrorf("--table: %w", err)
-	}
-	if _, err := store.New(client, store.Config{IndexName: f.index}); err != nil {
-		return nil, nil, flagErrorf("--index: %w", err)
-	}
 	st, err := store.New(client, store.Config{TableName: f.table, IndexName: f.index, IndexBuckets: f.buckets})
-	if err != nil {
+	var ce *store.ConfigError
+	switch {
+	case errors.As(err, &ce) && configFlags[ce.Field].flag != "":
+		// Name the flag, or the variable the value came from.
+		fl, v := configFlags[ce.Field], fmt.Sprint(ce.Value)
+		if sv, ok := ce.Value.(string); ok {
+			v = strconv.Quote(sv)
+		}
+		if !set[fl.flag] && f.env(fl.env) != "" {
+			return nil, nil, withCode(ExitUsage, fmt.Errorf("%s=%s: %s", fl.env, v, ce.Reason))
+		}
+		return nil, nil, flagErrorf("--%s %s: %s", fl.flag, v, ce.Reason)
+	case err != nil:
 		return nil, nil, flagErrorf("%w", err)
 	}
 	return client, st, nil
+}
+
+// configFlags names the flag and the environment variable of each
+// store.Config field the flags set.
+var configFlags = map[string]struct{ flag, env string }{
+	"TableName":    {"table", EnvTable},
+	"IndexName":    {"index", EnvIndex},
+	"IndexBuckets": {"buckets", EnvBuckets},
 }
 
 // client loads the SDK's default configuration, with --region and
@@ -158,12 +172,11 @@ func sdkLogger(w io.Writer) logging.Logger {
 	})
 }
 
-// explainNotFound adds the table's and index's names to an error DynamoDB
-// gives for a missing table or index.
-func explainNotFound(err error, cfg store.Config) error {
-	var nf *types.ResourceNotFoundException
-	if errors.As(err, &nf) {
-		return fmt.Errorf("table %q or its index %q not found: %w", cfg.TableName, cfg.IndexName, err)
+// explainNotFound gives the one message every command prints for a
+// missing table: the store's error names it too, inside DynamoDB's.
+func explainNotFound(err error, table string) error {
+	if errors.Is(err, store.ErrTableNotFound) {
+		return fmt.Errorf("table %s not found", table)
 	}
 	return err
 }

@@ -7,17 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynamodb-event-store/eventstore/store"
 )
-
-// tablePollInterval is how often `table create --if-not-exists` looks at a
-// table another process is creating.
-const tablePollInterval = 500 * time.Millisecond
 
 var tableCreateCommand = &command{
 	name:    "create",
@@ -30,15 +25,17 @@ until both are ACTIVE. Billing is on-demand unless --read-capacity and
 --write-capacity are given, which provision the table and the index alike.
 
 An existing table is an error (exit status 1), unless --if-not-exists: then
-it is a success if it has the layout the store relies on, and a failure
-listing the differences otherwise.`,
+it is a success if it has the layout the store relies on and, unless
+--no-stream, its stream (view type NEW_IMAGE or NEW_AND_OLD_IMAGES), and a
+failure listing the differences otherwise. Capacity is not compared. A table
+another process is still creating is waited for first.`,
 	setup: func(fs *flag.FlagSet, env func(string) string) action {
 		sf := addStoreFlags(fs, env)
 		var opts store.TableOptions
 		fs.Int64Var(&opts.ReadCapacity, "read-capacity", 0, "provisioned read capacity `UNITS` of the table and the index (with --write-capacity);\ndefault: on-demand")
 		fs.Int64Var(&opts.WriteCapacity, "write-capacity", 0, "provisioned write capacity `UNITS` of the table and the index (with --read-capacity);\ndefault: on-demand")
 		fs.BoolVar(&opts.NoStream, "no-stream", false, "create the table without its DynamoDB stream")
-		ifNotExists := fs.Bool("if-not-exists", false, "succeed if the table exists already and conforms")
+		ifNotExists := fs.Bool("if-not-exists", false, "succeed if the table exists already and conforms (with its stream unless --no-stream)")
 		return func(ctx context.Context, s *session) error {
 			client, st, err := sf.open(ctx, s)
 			if err != nil {
@@ -53,8 +50,14 @@ listing the differences otherwise.`,
 			case errors.Is(err, store.ErrInvalidArgument):
 				return flagErrorf("--read-capacity %d, --write-capacity %d: %w", opts.ReadCapacity, opts.WriteCapacity, err)
 			case errors.Is(err, store.ErrTableExists) && *ifNotExists:
-				if err := awaitConforming(ctx, client, cfg); err != nil {
-					return err
+				// CreateTable waited for a creation in progress elsewhere;
+				// the table must be what this command would have created.
+				_, mismatches, err := store.DescribeTableFor(ctx, client, cfg, opts)
+				if err != nil {
+					return explainNotFound(err, cfg.TableName)
+				}
+				if len(mismatches) > 0 {
+					return fmt.Errorf("table %s exists but does not conform: %s", cfg.TableName, strings.Join(mismatches, "; "))
 				}
 				s.warnf("table %s exists already", cfg.TableName)
 				return nil
@@ -64,41 +67,6 @@ listing the differences otherwise.`,
 			return err
 		}
 	},
-}
-
-// awaitConforming checks that an existing table has the store's layout and
-// waits until it and its indexes are ACTIVE, as when another process has
-// just created it.
-func awaitConforming(ctx context.Context, client store.TableAPI, cfg store.Config) error {
-	for {
-		d, mismatches, err := store.DescribeTable(ctx, client, cfg)
-		if err != nil {
-			return err
-		}
-		if len(mismatches) > 0 {
-			return fmt.Errorf("table %s exists but does not conform: %s", cfg.TableName, strings.Join(mismatches, "; "))
-		}
-		if active(d) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-time.After(tablePollInterval):
-		}
-	}
-}
-
-func active(d *types.TableDescription) bool {
-	if d.TableStatus != types.TableStatusActive {
-		return false
-	}
-	for _, ix := range d.GlobalSecondaryIndexes {
-		if ix.IndexStatus != types.IndexStatusActive {
-			return false
-		}
-	}
-	return true
 }
 
 var tableDeleteCommand = &command{
