@@ -182,6 +182,23 @@ func commitIDPrefix(t time.Time) string {
 	return id[:len(id)-1]
 }
 
+// SourceMode says where a subscription reads commits from.
+type SourceMode int
+
+const (
+	// SourceIndex (the default) polls the commit-order index: see
+	// IndexOptions.
+	SourceIndex SourceMode = iota
+)
+
+func (m SourceMode) String() string {
+	switch m {
+	case SourceIndex:
+		return "index"
+	}
+	return fmt.Sprintf("SourceMode(%d)", int(m))
+}
+
 // RetryPolicy bounds the retries of a failing handler: exponential backoff
 // with full jitter, from InitialBackoff doubling up to MaxBackoff, until
 // MaxAttempts attempts or MaxElapsed have passed, whichever comes first.
@@ -283,6 +300,8 @@ type Subscription struct {
 	// Middleware wrap Handler, the first outermost. Not used with
 	// BatchHandler.
 	Middleware []Middleware
+	// Source is where commits are read from. Default SourceIndex.
+	Source SourceMode
 	// Start is where a subscription with no checkpoint begins. Default
 	// StartBeginning.
 	Start Start
@@ -344,6 +363,8 @@ func (s Subscription) validate() error {
 		return fmt.Errorf("%w: subscription %q: set exactly one of Handler and BatchHandler", ErrInvalidConfig, s.Name)
 	case s.BatchHandler != nil && len(s.Middleware) > 0:
 		return fmt.Errorf("%w: subscription %q: Middleware wraps Handler, not BatchHandler", ErrInvalidConfig, s.Name)
+	case s.Source != SourceIndex:
+		return bad("Source", "want index", s.Source)
 	case s.Policy < PolicyPark || s.Policy > PolicySkip:
 		return bad("Policy", "want park, stop or skip", s.Policy)
 	case s.Concurrency < 1:

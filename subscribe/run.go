@@ -99,7 +99,7 @@ func (r *subRunner) run(ctx context.Context) (err error) {
 	if err != nil {
 		return nil // ctx ended while starting: a clean stop
 	}
-	src, err := newIndexSource(r.w, r.s, cp.Position)
+	src, err := r.newSource(cp.Position)
 	if err != nil {
 		return err
 	}
@@ -165,6 +165,19 @@ func (r *subRunner) run(ctx context.Context) (err error) {
 	}
 	r.log.Info("subscription stopped", "position", cp.Position, "err", err)
 	return err
+}
+
+// newSource returns the subscription's source, resuming from a saved
+// position ("" for none).
+func (r *subRunner) newSource(saved string) (source, error) {
+	if r.w.sourceFactory != nil {
+		return r.w.sourceFactory(r, saved)
+	}
+	switch r.s.Source {
+	case SourceIndex:
+		return newIndexSource(r.w, r.s, saved)
+	}
+	return nil, fmt.Errorf("%w: subscription %q: source %v", ErrInvalidConfig, r.s.Name, r.s.Source)
 }
 
 // claim takes the subscription's checkpoint, retrying until ctx ends.

@@ -22,6 +22,9 @@ type Worker struct {
 	log   *slog.Logger
 	hooks hooks
 
+	// sourceFactory replaces the sources, for tests and benchmarks.
+	sourceFactory func(r *subRunner, saved string) (source, error)
+
 	mu      sync.Mutex
 	subs    []*subRunner
 	byName  map[string]*subRunner
