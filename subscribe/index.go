@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/dynamodb-event-store/eventstore/store"
@@ -89,6 +90,9 @@ type indexSource struct {
 	pending []store.Position // from the checkpoint, delivered first
 
 	fresh, sweep store.Position // cursors, used by run only
+	// flowing is the last poll's watermark in Unix ms when that poll read
+	// commits, else 0.
+	flowing atomic.Int64
 }
 
 func newIndexSource(w *Worker, s Subscription, saved string) (*indexSource, error) {
@@ -134,8 +138,13 @@ func (s *indexSource) lag(now time.Time) (int, time.Duration) {
 	if n > 0 {
 		return n, now.Sub(time.UnixMilli(oldest))
 	}
-	// Nothing in flight: behind by what lies between the fresh cursor and
-	// the watermark, if the last poll did not reach it.
+	// Nothing in flight. While commits flow, the oldest one not handled is
+	// at most as old as the last poll's watermark (commits newer than it are
+	// left for the next poll); when the last poll found nothing, the
+	// subscription is caught up.
+	if at := s.flowing.Load(); at != 0 {
+		return 0, max(now.Sub(time.UnixMilli(at)), 0)
+	}
 	return 0, 0
 }
 
@@ -166,6 +175,11 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 		n, err := s.poll(ctx, t0, out)
 		if ctx.Err() != nil {
 			return ctx.Err() // a stop, not a failed poll
+		}
+		if n > 0 {
+			s.flowing.Store(t0.Add(-s.opts.Settle).UnixMilli())
+		} else if err == nil {
+			s.flowing.Store(0)
 		}
 		for _, h := range s.hooks.poll {
 			h.OnPoll(s.sub, n, s.clock().Sub(t0), err)

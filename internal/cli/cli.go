@@ -63,6 +63,7 @@ func (s *session) warnf(format string, args ...any) {
 
 // commands is the command table, in the order of the command list.
 var commands = []*command{
+	demoCommand,
 	{name: "table", summary: "create, delete or describe the commits table", subs: []*command{
 		tableCreateCommand,
 		tableDeleteCommand,
