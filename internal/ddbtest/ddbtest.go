@@ -108,6 +108,10 @@ func Endpoint(t testing.TB) string {
 	return endpoint
 }
 
+// ExampleEndpoint returns the endpoint Main started, for Example functions,
+// which have no testing.TB; "" when Main did not run.
+func ExampleEndpoint() string { return endpoint }
+
 // Client returns a new *dynamodb.Client for Endpoint(t), built by
 // dynamolocal.NewClient (static credentials, region us-east-1 or $AWS_REGION,
 // response checksum validation off); optFns are applied last. It fails the
