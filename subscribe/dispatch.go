@@ -32,6 +32,7 @@ type lane struct {
 	id        string
 	queue     []laneItem
 	scheduled bool
+	dead      bool // abandoned by a stopped subscription
 }
 
 type laneItem struct {
@@ -75,13 +76,21 @@ func (d *dispatcher) enqueue(it laneItem) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if it.replay == nil {
-		d.inflight++
-	}
 	l := d.lanes[id]
 	if l == nil {
 		l = &lane{id: id}
 		d.lanes[id] = l
+	}
+	if l.dead {
+		if it.replay == nil {
+			<-d.slots
+		} else {
+			it.replay.done <- replayResult{err: ErrStopped}
+		}
+		return
+	}
+	if it.replay == nil {
+		d.inflight++
 	}
 	l.queue = append(l.queue, it)
 	if !l.scheduled {
@@ -160,21 +169,50 @@ func (d *dispatcher) runLane(ctx context.Context, l *lane) bool {
 		for i, it := range batch {
 			commits[i] = it.c
 		}
-		if !d.handle(ctx, commits, parked) {
+		if left := d.handle(ctx, commits, parked); left > 0 {
+			if ctx.Err() == nil {
+				d.abandon(l, left)
+			}
 			return false
 		}
 	}
 }
 
+// abandon gives up a stopped subscription's lane: left commits of the batch
+// in hand and those queued behind it are never handled, so the drain does
+// not wait for them. They stay unacknowledged: the checkpoint stays before
+// them.
+func (d *dispatcher) abandon(l *lane, left int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := left
+	for _, it := range l.queue {
+		if it.replay != nil {
+			it.replay.done <- replayResult{err: ErrStopped}
+		} else {
+			n++
+		}
+	}
+	l.queue, l.dead = nil, true
+	for range n {
+		<-d.slots
+	}
+	d.inflight -= n
+	if d.inflight == 0 && d.idle != nil {
+		close(d.idle)
+		d.idle = nil
+	}
+}
+
 // handle delivers one aggregate's consecutive commits, applying retries and
-// the subscription's policy. It returns false when the subscription stops
-// or ctx ends before every commit is done with.
-func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) bool {
+// the subscription's policy. It returns how many commits it left unhandled
+// because the subscription stops or ctx ends: 0 when all are done with.
+func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) int {
 	r := d.r
 	for len(commits) > 0 {
 		if parked {
 			if err := d.park(ctx, commits[0], nil, 0); err != nil {
-				return false
+				return len(commits)
 			}
 			d.ack(commits[:1])
 			commits = commits[1:]
@@ -184,10 +222,10 @@ func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) 
 		d.ack(commits[:n])
 		commits = commits[n:]
 		if err == nil {
-			return true
+			return 0
 		}
 		if ctx.Err() != nil {
-			return false
+			return len(commits)
 		}
 		c := commits[0]
 		var skip *skipError
@@ -201,17 +239,17 @@ func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) 
 			commits = commits[1:]
 		case r.s.Policy == PolicyStop:
 			r.stop(&StoppedError{Subscription: r.s.Name, AggregateID: c.AggregateID, Version: c.Version, Err: err})
-			return false
+			return len(commits)
 		default:
 			if err := d.park(ctx, c, err, attempts); err != nil {
-				return false
+				return len(commits)
 			}
 			d.ack(commits[:1])
 			commits = commits[1:]
 			parked = true
 		}
 	}
-	return true
+	return 0
 }
 
 // park stores c durably as parked and marks its aggregate parked, retrying

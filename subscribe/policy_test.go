@@ -179,7 +179,11 @@ func TestPolicyStopHaltsAndKeepsTheCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendN(t, s, []string{"a", "b"}, 3)
+	t0 := time.Now()
 	runErr := w.Run(context.Background())
+	if el := time.Since(t0); el > 10*time.Second {
+		t.Fatalf("Run took %v to return after the stop; the drain must not wait for the stopped aggregate", el)
+	}
 	var se *StoppedError
 	if !errors.As(runErr, &se) || !errors.Is(runErr, ErrStopped) || !errors.Is(runErr, fail) || se.AggregateID != "b" || se.Version != 1 {
 		t.Fatalf("Run = %v, want a StoppedError at b#1", runErr)
