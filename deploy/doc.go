@@ -1,0 +1,17 @@
+// Package deploy holds infrastructure files, not Go code: what it takes to
+// run the event store on AWS. They are kept in step with the code by this
+// folder's tests, so that changing a table definition or the DynamoDB calls
+// a component makes without changing these files (or the reverse) fails
+// `go test ./deploy/`.
+//
+//   - cloudformation/tables.json creates the commits table (with its
+//     commit-order index and stream) and the checkpoints table, as
+//     store.TableDefinition and dynamocheckpoint.TableDefinition define them.
+//   - cloudformation/iam.json creates least-privilege IAM managed policies for
+//     a writer (an application), the worker daemon and an operator (the CLI).
+//   - iam/*.json are the same policies as plain documents, with placeholders.
+//
+// See README.md in this folder for how to deploy them. Container and
+// Kubernetes manifests, a Grafana dashboard and Prometheus alert rules will
+// come with the daemon.
+package deploy
