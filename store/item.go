@@ -120,6 +120,11 @@ func numberAttr(item map[string]types.AttributeValue, name string) (string, bool
 	return v.Value, true
 }
 
+// DecodeItem turns a commits-table item (as GetItem, Query or a stream
+// record's NEW_IMAGE carries it) into a Commit. An item that is not a
+// well-formed commit returns a *DecodeError naming its key (ErrCorruptCommit).
+func DecodeItem(item map[string]types.AttributeValue) (Commit, error) { return decode(item) }
+
 // decode turns an item into a Commit, or a *DecodeError naming its key.
 func decode(item map[string]types.AttributeValue) (Commit, error) {
 	var c Commit
