@@ -204,10 +204,13 @@ func (s *indexSource) deliverPending(ctx context.Context, out func(Commit) error
 	for len(s.pending) > 0 {
 		p := s.pending[0]
 		for c, err := range s.reader.Query(ctx, p.AggregateID, max(p.Version, 0), func(o *store.QueryOptions) { o.ToVersion = max(p.Version, 0) + 1 }) {
+			if errors.Is(err, store.ErrCorruptCommit) {
+				continue // reported when the source read it
+			}
 			if err != nil {
 				return err
 			}
-			if _, err := s.seq.offer(ctx, c, out); err != nil {
+			if _, err := s.seq.offer(ctx, c, false, out); err != nil {
 				return err
 			}
 		}
@@ -230,7 +233,7 @@ func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) 
 			}
 			return n, err
 		}
-		if _, err := s.seq.offer(ctx, c, out); err != nil {
+		if _, err := s.seq.offer(ctx, c, false, out); err != nil {
 			return n, err
 		}
 		n++
@@ -270,7 +273,7 @@ func (s *indexSource) sweepOnce(ctx context.Context, now time.Time, out func(Com
 		if c.Position().Compare(s.fresh) > 0 {
 			return nil // the fresh cursor has not read this far
 		}
-		delivered, err := s.seq.offer(ctx, c, out)
+		delivered, err := s.seq.offer(ctx, c, true, out)
 		if err != nil {
 			return err
 		}

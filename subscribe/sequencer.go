@@ -3,6 +3,7 @@ package subscribe
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -44,16 +45,20 @@ func newSequencer(sub string, reader Reader, h *hooks, maxAggs int, floor store.
 
 // offer takes a commit the source read and delivers, through emit, it and
 // any missing versions before it, in order. It reports whether c was
-// delivered (false: a duplicate). An error (a failed repair query, or
+// delivered (false: already delivered). A commit already delivered is
+// reported as a duplicate unless reread says the source reads every commit
+// twice on purpose (the index sweep). An error (a failed repair query, or
 // emit's) means nothing past the commits already emitted happened; the
 // source reads c again later.
-func (q *sequencer) offer(ctx context.Context, c Commit, emit func(Commit) error) (bool, error) {
+func (q *sequencer) offer(ctx context.Context, c Commit, reread bool, emit func(Commit) error) (bool, error) {
 	st := q.aggs[c.AggregateID]
 	var missing []Commit
 	switch {
 	case st != nil && c.Version < st.next:
-		for _, h := range q.hooks.duplicate {
-			h.OnDuplicate(q.sub, c)
+		if !reread {
+			for _, h := range q.hooks.duplicate {
+				h.OnDuplicate(q.sub, c)
+			}
 		}
 		return false, nil
 	case st != nil && c.Version > st.next:
@@ -114,6 +119,9 @@ func (q *sequencer) known(id string, next int64, last store.Position) {
 func (q *sequencer) fetch(ctx context.Context, id string, from, to int64) ([]Commit, error) {
 	var out []Commit
 	for c, err := range q.reader.Query(ctx, id, from, func(o *store.QueryOptions) { o.ToVersion = to }) {
+		if errors.Is(err, store.ErrCorruptCommit) {
+			continue // reported when the source read it; it cannot be delivered
+		}
 		if err != nil {
 			return nil, fmt.Errorf("subscribe: repair %q versions %d to %d: %w", id, from, to-1, err)
 		}
@@ -130,6 +138,9 @@ func (q *sequencer) predecessors(ctx context.Context, c Commit) ([]Commit, error
 	for p, err := range q.reader.Query(ctx, c.AggregateID, 0, func(o *store.QueryOptions) {
 		o.ToVersion, o.Backward, o.PageSize = c.Version, true, 4
 	}) {
+		if errors.Is(err, store.ErrCorruptCommit) {
+			continue // reported when the source read it; it cannot be delivered
+		}
 		if err != nil {
 			return nil, fmt.Errorf("subscribe: check versions before %q version %d: %w", c.AggregateID, c.Version, err)
 		}
