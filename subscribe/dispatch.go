@@ -397,18 +397,26 @@ func (r *subRunner) call(ctx context.Context, commits []Commit) (int, int, error
 func (r *subRunner) once(ctx context.Context, commits []Commit) (n int, err error) {
 	actx, cancel := context.WithTimeout(ctx, r.s.Retry.AttemptTimeout)
 	defer cancel()
-	t0 := time.Now()
+	observed := len(r.w.hooks.handled) > 0
+	var t0 time.Time
+	if observed {
+		t0 = time.Now()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			r.log.Error("handler panicked", "subscription", r.s.Name, "aggregate", commits[0].AggregateID, "panic", p, "stack", string(debug.Stack()))
 			n, err = 0, fmt.Errorf("subscribe: handler panicked: %v", p)
 		}
+		if !observed {
+			return
+		}
 		events := 0
 		for _, c := range commits[:n] {
 			events += countEvents(c)
 		}
+		d := time.Since(t0)
 		for _, h := range r.w.hooks.handled {
-			h.OnHandled(r.s.Name, n, events, time.Since(t0), err)
+			h.OnHandled(r.s.Name, n, events, d, err)
 		}
 	}()
 	err = r.handler.HandleBatch(actx, commits)

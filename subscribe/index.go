@@ -90,6 +90,7 @@ type indexSource struct {
 	pending []store.Position // from the checkpoint, delivered first
 
 	fresh, sweep store.Position // cursors, used by run only
+	lastSweep    time.Time      // when the sweep last ran
 	// flowing is the last poll's watermark in Unix ms when that poll read
 	// commits, else 0.
 	flowing atomic.Int64
@@ -171,7 +172,7 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 	}
 	delay := s.opts.PollMin
 	for {
-		t0 := s.clock()
+		t0, started := s.clock(), time.Now()
 		n, err := s.poll(ctx, t0, out)
 		if ctx.Err() != nil {
 			return ctx.Err() // a stop, not a failed poll
@@ -193,7 +194,9 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 		default:
 			delay = min(delay*2, s.opts.PollMax)
 		}
-		if !sleep(ctx, delay) {
+		// Polls are spaced start to start: a slow poll does not add its
+		// own duration to the lag of the commits after it.
+		if !sleep(ctx, delay-time.Since(started)) {
 			return ctx.Err()
 		}
 	}
@@ -240,11 +243,17 @@ func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) 
 		s.fresh = c.Position()
 		s.track.advance(s.fresh)
 	}
-	if s.opts.Overlap < 0 {
+	switch {
+	case s.opts.Overlap < 0:
 		s.sweep = s.fresh
 		s.track.swept(s.sweep)
-	} else if err := s.sweepOnce(ctx, now, out); err != nil {
-		return n, err
+	case now.Sub(s.lastSweep) >= max(s.opts.Overlap/8, s.opts.PollMin):
+		// The sweep need not run every poll: a late arrival waits at most
+		// an eighth of the overlap longer, and polls stay short.
+		if err := s.sweepOnce(ctx, now, out); err != nil {
+			return n, err
+		}
+		s.lastSweep = now
 	}
 	s.seq.forget(s.sweep)
 	return n, nil
