@@ -226,6 +226,13 @@ func (s *indexSource) deliverPending(ctx context.Context, out func(Commit) error
 // returns how many fresh commits it read.
 func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) error) (int, error) {
 	watermark := commitIDPrefix(now.Add(-s.opts.Settle))
+	// A commit already older than the sweep's window when this read finds
+	// it would be found by the sweep only if it were visible now, and then
+	// this read finds it: once the sweep has covered everything before this
+	// read, it moves along with such commits instead of reading them again
+	// (a backlog is read once, not twice).
+	sweepAlong := s.opts.Overlap >= 0 && s.sweep.Compare(s.fresh) >= 0
+	old := now.Add(-s.opts.Settle - s.opts.Overlap).UnixMilli()
 	n := 0
 	for c, err := range s.reader.Scan(ctx, s.fresh, s.scanOpts(watermark)) {
 		if err != nil {
@@ -242,6 +249,10 @@ func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) 
 		n++
 		s.fresh = c.Position()
 		s.track.advance(s.fresh)
+		if sweepAlong = sweepAlong && c.CommittedAt < old; sweepAlong {
+			s.sweep = s.fresh
+			s.track.swept(s.sweep)
+		}
 	}
 	switch {
 	case s.opts.Overlap < 0:

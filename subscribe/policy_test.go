@@ -287,7 +287,15 @@ func TestBatchHandlerGetsOneAggregatesRunsAndPartialFailures(t *testing.T) {
 	rec := newRecorder()
 	h := BatchHandlerFunc(func(ctx context.Context, cs []Commit) error {
 		mu.Lock()
+		first := len(batches) == 0
 		batches = append(batches, cs)
+		mu.Unlock()
+		if first {
+			// Hold the first call until every commit is queued, so that the
+			// lanes hold runs longer than three.
+			time.Sleep(300 * time.Millisecond)
+		}
+		mu.Lock()
 		fail := !failedOnce && len(cs) > 3
 		if fail {
 			failedOnce = true
