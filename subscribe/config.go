@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
 	"github.com/dynamodb-event-store/eventstore/store"
 )
@@ -24,6 +27,24 @@ type Reader interface {
 }
 
 var _ Reader = (*store.Store)(nil)
+
+// StreamsAPI is the DynamoDB Streams calls the stream source makes.
+// *dynamodbstreams.Client implements it.
+type StreamsAPI interface {
+	DescribeStream(ctx context.Context, params *dynamodbstreams.DescribeStreamInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.DescribeStreamOutput, error)
+	GetShardIterator(ctx context.Context, params *dynamodbstreams.GetShardIteratorInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetShardIteratorOutput, error)
+	GetRecords(ctx context.Context, params *dynamodbstreams.GetRecordsInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetRecordsOutput, error)
+}
+
+var _ StreamsAPI = (*dynamodbstreams.Client)(nil)
+
+// TableDescriber is the DynamoDB call that finds a table's stream.
+// *dynamodb.Client implements it.
+type TableDescriber interface {
+	DescribeTable(ctx context.Context, params *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+}
+
+var _ TableDescriber = (*dynamodb.Client)(nil)
 
 // Errors.
 var (
@@ -63,6 +84,15 @@ type Config struct {
 	Reader Reader
 	// Checkpoints keeps each subscription's position.
 	Checkpoints checkpoint.Store
+	// Streams reads the commits table's stream, for SourceStream and
+	// SourceAuto subscriptions (a *dynamodbstreams.Client).
+	Streams StreamsAPI
+	// Tables finds the commits table's current stream (a
+	// *dynamodb.Client), for SourceStream and SourceAuto subscriptions.
+	Tables TableDescriber
+	// TableName is the commits table whose stream is read. Default: the
+	// Reader's, when it is a *store.Store, else store.DefaultTableName.
+	TableName string
 	// Parking keeps commits set aside by PolicyPark. Default: Checkpoints,
 	// if it implements checkpoint.ParkStore; a subscription with
 	// PolicyPark fails to register without one.
@@ -189,14 +219,78 @@ const (
 	// SourceIndex (the default) polls the commit-order index: see
 	// IndexOptions.
 	SourceIndex SourceMode = iota
+	// SourceStream reads the commits table's DynamoDB stream (see
+	// StreamOptions), resuming from its checkpoint on the stream. What the
+	// stream cannot give is read through the index first, then the stream
+	// takes over: the history a first start asks for (any Start but
+	// StartNow), and what the stream lost (records trimmed after 24 hours,
+	// a checkpoint older than that, a stream disabled and enabled again
+	// under a new ARN).
+	SourceStream
+	// SourceAuto is SourceStream that also catches up through the index at
+	// every start, from its checkpoint, before the stream takes over: the
+	// cheaper way through a long backlog.
+	SourceAuto
 )
 
 func (m SourceMode) String() string {
 	switch m {
 	case SourceIndex:
 		return "index"
+	case SourceStream:
+		return "stream"
+	case SourceAuto:
+		return "auto"
 	}
 	return fmt.Sprintf("SourceMode(%d)", int(m))
+}
+
+// ParseSourceMode parses "index", "stream" or "auto".
+func ParseSourceMode(s string) (SourceMode, error) {
+	for _, m := range []SourceMode{SourceIndex, SourceStream, SourceAuto} {
+		if m.String() == s {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: source %q: want index, stream or auto", ErrInvalidConfig, s)
+}
+
+// StreamOptions tune the stream source.
+//
+// DynamoDB Streams orders records per item only, and each commit is its own
+// item: one aggregate's commits can arrive out of order. A version is held
+// until its predecessor has been delivered; when the predecessor's record
+// does not turn up within GapWait, it is read from the table with a strongly
+// consistent Query and delivered first, and its record, when it comes, is
+// dropped as a duplicate.
+type StreamOptions struct {
+	// GapWait is how long a version waits for its predecessor's record.
+	// Default 2 s.
+	GapWait time.Duration
+	// Margin covers the difference between writers' clocks (which make
+	// commit ids) and DynamoDB's (which dates stream records): where the
+	// stream source must tell by time whether a commit was handled before
+	// (after a restart, at a hand-over between index and stream), it takes
+	// Margin more than it must, as duplicates. Default 10 s.
+	Margin time.Duration
+	// IdleMax caps the delay between reads of a shard that has no records:
+	// it doubles from 250 ms (or IdleMax, if less), the delay between reads
+	// while records come (at most 4 reads per second per shard). Default
+	// 1 s.
+	IdleMax time.Duration
+}
+
+func (o StreamOptions) withDefaults() StreamOptions {
+	if o.GapWait == 0 {
+		o.GapWait = 2 * time.Second
+	}
+	if o.Margin == 0 {
+		o.Margin = 10 * time.Second
+	}
+	if o.IdleMax == 0 {
+		o.IdleMax = time.Second
+	}
+	return o
 }
 
 // RetryPolicy bounds the retries of a failing handler: exponential backoff
@@ -327,8 +421,11 @@ type Subscription struct {
 	// longest are forgotten first, never while their commits can still be
 	// re-read by the sweep. Default 100,000 (about 10 MB).
 	MaxTrackedAggregates int
-	// Index tunes the index source.
+	// Index tunes the index source (and the index catch-up of the stream
+	// source).
 	Index IndexOptions
+	// Stream tunes the stream source.
+	Stream StreamOptions
 }
 
 func (s Subscription) withDefaults() Subscription {
@@ -349,6 +446,7 @@ func (s Subscription) withDefaults() Subscription {
 	}
 	s.Retry = s.Retry.withDefaults()
 	s.Index = s.Index.withDefaults()
+	s.Stream = s.Stream.withDefaults()
 	return s
 }
 
@@ -363,8 +461,10 @@ func (s Subscription) validate() error {
 		return fmt.Errorf("%w: subscription %q: set exactly one of Handler and BatchHandler", ErrInvalidConfig, s.Name)
 	case s.BatchHandler != nil && len(s.Middleware) > 0:
 		return fmt.Errorf("%w: subscription %q: Middleware wraps Handler, not BatchHandler", ErrInvalidConfig, s.Name)
-	case s.Source != SourceIndex:
-		return bad("Source", "want index", s.Source)
+	case s.Source < SourceIndex || s.Source > SourceAuto:
+		return bad("Source", "want index, stream or auto", s.Source)
+	case s.Stream.GapWait < 0 || s.Stream.Margin < 0 || s.Stream.IdleMax < 0:
+		return bad("Stream.GapWait", "want positive durations", s.Stream.GapWait)
 	case s.Policy < PolicyPark || s.Policy > PolicySkip:
 		return bad("Policy", "want park, stop or skip", s.Policy)
 	case s.Concurrency < 1:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -91,6 +92,16 @@ type indexSource struct {
 
 	fresh, sweep store.Position // cursors, used by run only
 	lastSweep    time.Time      // when the sweep last ran
+
+	// lock guards the sequencer when another source shares it (the stream
+	// source while it takes over); nil when the index source has its own.
+	lock sync.Locker
+	// sweptTo is the commit time (Unix ms) before which the sweep has
+	// covered every commit; caughtUp is closed after the first poll that
+	// found no fresh commit.
+	sweptTo      atomic.Int64
+	caughtUp     chan struct{}
+	caughtUpOnce sync.Once
 	// flowing is the last poll's watermark in Unix ms when that poll read
 	// commits, else 0.
 	flowing atomic.Int64
@@ -107,16 +118,37 @@ func newIndexSource(w *Worker, s Subscription, saved string) (*indexSource, erro
 		start.After = s.Start.position(w.cfg.Clock())
 		start.Sweep = start.After
 	}
+	return buildIndexSource(w, s, start, nil, nil), nil
+}
+
+// buildIndexSource returns an index source resuming from start. With seq
+// nil it has its own sequencer; otherwise it shares seq under lock (the
+// stream source's catch-up), which learns start's aggregates.
+func buildIndexSource(w *Worker, s Subscription, start indexCheckpoint, seq *sequencer, lock sync.Locker) *indexSource {
 	if start.Sweep.Compare(start.After) > 0 {
 		start.Sweep = start.After
 	}
 	// Aggregates handled after the sweep position are known; any other
 	// commit after it was not delivered.
-	seq := newSequencer(s.Name, w.cfg.Reader, &w.hooks, s.MaxTrackedAggregates, start.Sweep)
+	if seq == nil {
+		seq = newSequencer(s.Name, w.cfg.Reader, &w.hooks, s.MaxTrackedAggregates, start.Sweep)
+	} else {
+		lock.Lock()
+		seq.floor = start.Sweep
+		lock.Unlock()
+	}
 	handled := make(map[string]handledAgg, len(start.Aggregates))
 	for id, m := range start.Aggregates {
 		last := store.Position{CommitID: m.LastCommitID, AggregateID: id, Version: m.LastVersion}
-		seq.known(id, m.Next, last)
+		if lock != nil {
+			lock.Lock()
+		}
+		if seq.aggs[id] == nil {
+			seq.known(id, m.Next, last)
+		}
+		if lock != nil {
+			lock.Unlock()
+		}
 		handled[id] = handledAgg{next: m.Next, last: last}
 	}
 	src := &indexSource{
@@ -125,8 +157,10 @@ func newIndexSource(w *Worker, s Subscription, saved string) (*indexSource, erro
 		track:   newTracker(start.After, start.Sweep, handled),
 		pending: start.Pending,
 		fresh:   start.After, sweep: start.Sweep,
+		caughtUp: make(chan struct{}),
+		lock:     lock,
 	}
-	return src, nil
+	return src
 }
 
 func (s *indexSource) checkpoint() (string, error) {
@@ -181,6 +215,7 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 			s.flowing.Store(t0.Add(-s.opts.Settle).UnixMilli())
 		} else if err == nil {
 			s.flowing.Store(0)
+			s.caughtUpOnce.Do(func() { close(s.caughtUp) })
 		}
 		for _, h := range s.hooks.poll {
 			h.OnPoll(s.sub, n, s.clock().Sub(t0), err)
@@ -202,6 +237,18 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 	}
 }
 
+// offer passes c to the sequencer, under the shared lock if there is one.
+// While the index catches up for the stream, both read the same commits on
+// purpose: what one delivered, the other drops quietly.
+func (s *indexSource) offer(ctx context.Context, c Commit, reread bool, out func(Commit) error) (bool, error) {
+	if s.lock != nil {
+		s.lock.Lock()
+		defer s.lock.Unlock()
+		reread = true
+	}
+	return s.seq.offer(ctx, c, reread, out)
+}
+
 // deliverPending reads the late commits a checkpoint listed and emits them.
 func (s *indexSource) deliverPending(ctx context.Context, out func(Commit) error) error {
 	for len(s.pending) > 0 {
@@ -213,7 +260,7 @@ func (s *indexSource) deliverPending(ctx context.Context, out func(Commit) error
 			if err != nil {
 				return err
 			}
-			if _, err := s.seq.offer(ctx, c, false, out); err != nil {
+			if _, err := s.offer(ctx, c, false, out); err != nil {
 				return err
 			}
 		}
@@ -243,7 +290,7 @@ func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) 
 			}
 			return n, err
 		}
-		if _, err := s.seq.offer(ctx, c, false, out); err != nil {
+		if _, err := s.offer(ctx, c, false, out); err != nil {
 			return n, err
 		}
 		n++
@@ -258,6 +305,7 @@ func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) 
 	case s.opts.Overlap < 0:
 		s.sweep = s.fresh
 		s.track.swept(s.sweep)
+		s.sweptTo.Store(now.Add(-s.opts.Settle).UnixMilli())
 	case now.Sub(s.lastSweep) >= max(s.opts.Overlap/8, s.opts.PollMin):
 		// The sweep need not run every poll: a late arrival waits at most
 		// an eighth of the overlap longer, and polls stay short.
@@ -265,6 +313,11 @@ func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) 
 			return n, err
 		}
 		s.lastSweep = now
+		s.sweptTo.Store(now.Add(-s.opts.Settle - s.opts.Overlap).UnixMilli())
+	}
+	if s.lock != nil {
+		s.lock.Lock()
+		defer s.lock.Unlock()
 	}
 	s.seq.forget(s.sweep)
 	return n, nil
@@ -293,7 +346,7 @@ func (s *indexSource) sweepOnce(ctx context.Context, now time.Time, out func(Com
 		if c.Position().Compare(s.fresh) > 0 {
 			return nil // the fresh cursor has not read this far
 		}
-		delivered, err := s.seq.offer(ctx, c, true, out)
+		delivered, err := s.offer(ctx, c, true, out)
 		if err != nil {
 			return err
 		}

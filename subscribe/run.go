@@ -176,6 +176,8 @@ func (r *subRunner) newSource(saved string) (source, error) {
 	switch r.s.Source {
 	case SourceIndex:
 		return newIndexSource(r.w, r.s, saved)
+	case SourceStream, SourceAuto:
+		return newHybridSource(r.w, r.s, saved)
 	}
 	return nil, fmt.Errorf("%w: subscription %q: source %v", ErrInvalidConfig, r.s.Name, r.s.Source)
 }

@@ -84,9 +84,11 @@ func testHiddenWithinReread(t *testing.T, h sourceHarness) {
 	if h.countsLate && cnt.late.Load() != 1 {
 		t.Fatalf("late arrivals counted: %d, want 1", cnt.late.Load())
 	}
-	// Re-reading on purpose (the sweep) is not duplication: the metric of
-	// duplicates must show only commits that really came twice.
-	if n := cnt.dups.Load(); n != 0 {
+	// Re-reading on purpose (the index's sweep) is not duplication: the
+	// metric of duplicates must show only commits that really came twice.
+	// (A stream record that comes after its commit was repaired from the
+	// table is one.)
+	if n := cnt.dups.Load(); h.countsLate && n != 0 {
 		t.Fatalf("%d duplicates reported, none was delivered twice", n)
 	}
 	rec.check(t, map[string]int64{"late": 1, "other": 5})

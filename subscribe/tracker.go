@@ -88,6 +88,21 @@ func (t *tracker) handled(c Commit) {
 	t.open.done(p)
 }
 
+// noteHandled records a commit handled that another source emitted (the
+// stream, while it takes over): a restart from this checkpoint must know the
+// aggregate moved on.
+func (t *tracker) noteHandled(c Commit) {
+	p := c.Position()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.aggs[c.AggregateID]
+	a.next = max(a.next, c.Version+1)
+	if p.Compare(a.last) > 0 {
+		a.last = p
+	}
+	t.aggs[c.AggregateID] = a
+}
+
 // swept records the sweep cursor.
 func (t *tracker) swept(p store.Position) {
 	t.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
+	"github.com/dynamodb-event-store/eventstore/store"
 )
 
 // Worker runs subscriptions: each reads every commit from its checkpoint on,
@@ -54,6 +55,12 @@ func NewWorker(cfg Config) (*Worker, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.TableName == "" {
+		cfg.TableName = store.DefaultTableName
+		if st, ok := cfg.Reader.(interface{ Config() store.Config }); ok {
+			cfg.TableName = st.Config().TableName
+		}
+	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 30 * time.Second
 	}
@@ -80,6 +87,9 @@ func (w *Worker) Register(s Subscription) error {
 	s = s.withDefaults()
 	if err := s.validate(); err != nil {
 		return err
+	}
+	if s.Source != SourceIndex && (w.cfg.Streams == nil || w.cfg.Tables == nil) {
+		return fmt.Errorf("%w: subscription %q reads the stream but Config.Streams or Config.Tables is nil", ErrInvalidConfig, s.Name)
 	}
 	if s.Policy == PolicyPark && w.cfg.Parking == nil {
 		return fmt.Errorf("%w: subscription %q parks failed commits but Config.Parking is nil", ErrInvalidConfig, s.Name)

@@ -1,0 +1,391 @@
+package subscribe
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+
+	"github.com/dynamodb-event-store/eventstore/store"
+	"github.com/dynamodb-event-store/eventstore/subscribe/internal/streamreader"
+)
+
+// The stream source's phases.
+const (
+	phaseCatchUp = "catchup" // reading the index, until the stream takes over
+	phaseStream  = "stream"  // reading the stream
+)
+
+// hybridCheckpoint is the saved position of a SourceStream or SourceAuto
+// subscription, as JSON: the index position while catching up, the stream
+// position once the stream has taken over.
+type hybridCheckpoint struct {
+	Phase  string            `json:"phase"`
+	Index  *indexCheckpoint  `json:"index,omitempty"`
+	Stream *streamCheckpoint `json:"stream,omitempty"`
+}
+
+// committer is what learns that a commit it emitted was handled.
+type committer interface{ handled(Commit) }
+
+// hybridSource is the source of SourceStream and SourceAuto subscriptions.
+// It reads the stream, and catches up through the index what the stream
+// cannot give: history on a first start, records trimmed away, a new
+// stream. Both feed one sequencer, so a commit read by both is delivered
+// once.
+//
+// The hand-over from index to stream: once the index source has caught up
+// (a poll found nothing new), the stream is opened at LATEST at time T; the
+// index source goes on until its sweep has covered every commit id before
+// T + Margin; commits written meanwhile come from either and are delivered
+// once; then the index source stops. A restart before the hand-over ends
+// starts it again from the index checkpoint.
+type hybridSource struct {
+	w   *Worker
+	s   Subscription
+	log *slog.Logger
+
+	mu  sync.Mutex // guards seq, and the stream source's held commits
+	seq *sequencer
+
+	emit emitFunc // set by run
+
+	omu      sync.Mutex
+	origins  map[store.Position]committer // commits in flight, by who emitted them
+	phase    string
+	idx      *indexSource
+	str      *streamSource
+	strDone  chan error
+	idxStart indexCheckpoint  // where the next catch-up starts
+	strStart streamCheckpoint // where the stream resumes
+	initial  streamtypes.ShardIteratorType
+}
+
+func newHybridSource(w *Worker, s Subscription, saved string) (*hybridSource, error) {
+	h := &hybridSource{w: w, s: s, log: w.log, origins: map[store.Position]committer{}, initial: streamtypes.ShardIteratorTypeTrimHorizon}
+	var cp hybridCheckpoint
+	floor := store.Position{}
+	switch {
+	case saved == "" && s.Source == SourceStream && s.Start == StartNow:
+		// From the stream's latest records on; an aggregate first seen
+		// there had its earlier versions before now.
+		h.phase, h.initial = phaseStream, streamtypes.ShardIteratorTypeLatest
+		floor = s.Start.position(w.cfg.Clock())
+	case saved == "":
+		p := s.Start.position(w.cfg.Clock())
+		h.phase, h.idxStart = phaseCatchUp, indexCheckpoint{After: p, Sweep: p}
+	default:
+		if err := json.Unmarshal([]byte(saved), &cp); err != nil || cp.Phase == "" {
+			// A checkpoint of an index subscription: catch up from it.
+			ic, ierr := decodeIndexCheckpoint(saved)
+			if ierr != nil {
+				return nil, fmt.Errorf("subscribe: checkpoint %q is not a stream position: %w", saved, err)
+			}
+			cp = hybridCheckpoint{Phase: phaseCatchUp, Index: &ic}
+		}
+		switch {
+		case cp.Phase == phaseCatchUp && cp.Index != nil:
+			h.phase, h.idxStart = phaseCatchUp, *cp.Index
+		case cp.Phase == phaseStream && cp.Stream != nil && s.Source == SourceAuto:
+			h.phase, h.idxStart = phaseCatchUp, h.catchUpFrom(*cp.Stream)
+		case cp.Phase == phaseStream && cp.Stream != nil:
+			h.phase, h.strStart = phaseStream, *cp.Stream
+		default:
+			return nil, fmt.Errorf("subscribe: checkpoint %q is not a stream position", saved)
+		}
+	}
+	switch {
+	case h.phase == phaseCatchUp:
+		floor = h.idxStart.Sweep
+	case h.strStart.StreamARN != "":
+		floor = timeFloor(time.UnixMilli(h.strStart.Resume).Add(-s.Stream.Margin))
+	}
+	h.seq = newSequencer(s.Name, w.cfg.Reader, &w.hooks, s.MaxTrackedAggregates, floor)
+	if h.phase == phaseStream {
+		for id, m := range h.strStart.Aggregates {
+			h.seq.known(id, m.Next, store.Position{CommitID: m.LastCommitID, AggregateID: id, Version: m.LastVersion})
+		}
+	}
+	return h, nil
+}
+
+// catchUpFrom returns where an index catch-up starts for a stream position:
+// Margin before the time before which every commit was handled.
+func (h *hybridSource) catchUpFrom(cp streamCheckpoint) indexCheckpoint {
+	p := timeFloor(time.UnixMilli(cp.Resume).Add(-h.s.Stream.Margin))
+	return indexCheckpoint{After: p, Sweep: p, Aggregates: cp.Aggregates}
+}
+
+// out returns the function that hands a commit emitted by t to the
+// dispatcher.
+func (h *hybridSource) out(ctx context.Context, t interface {
+	committer
+	emitted(Commit)
+}) func(Commit) error {
+	return func(c Commit) error {
+		t.emitted(c)
+		h.omu.Lock()
+		h.origins[c.Position()] = t
+		h.omu.Unlock()
+		return h.emit(ctx, c)
+	}
+}
+
+// catchingUp reports whether the index is still reading.
+func (h *hybridSource) catchingUp() bool {
+	h.omu.Lock()
+	defer h.omu.Unlock()
+	return h.phase == phaseCatchUp
+}
+
+func (h *hybridSource) done(c Commit) {
+	h.omu.Lock()
+	t := h.origins[c.Position()]
+	delete(h.origins, c.Position())
+	idx, str := h.idx, h.str
+	h.omu.Unlock()
+	if t != nil {
+		t.handled(c)
+	}
+	// Whichever checkpoint is saved knows the aggregate moved on.
+	if str != nil && t != committer(str.track) {
+		str.track.handled(c)
+	}
+	if idx != nil && t != committer(idx.track) {
+		idx.track.noteHandled(c)
+	}
+}
+
+func (h *hybridSource) checkpoint() (string, error) {
+	h.omu.Lock()
+	defer h.omu.Unlock()
+	cp := hybridCheckpoint{Phase: h.phase}
+	switch {
+	case h.phase == phaseCatchUp && h.idx != nil:
+		ic := h.idx.track.checkpoint()
+		cp.Index = &ic
+	case h.phase == phaseCatchUp:
+		ic := h.idxStart
+		cp.Index = &ic
+	case h.str != nil:
+		sc := h.str.track.checkpoint()
+		cp.Stream = &sc
+	default:
+		sc := h.strStart
+		cp.Stream = &sc
+	}
+	b, err := json.Marshal(cp)
+	return string(b), err
+}
+
+func (h *hybridSource) lag(now time.Time) (int, time.Duration) {
+	h.omu.Lock()
+	idx, str := h.idx, h.str
+	h.omu.Unlock()
+	n, oldest := 0, int64(0)
+	for _, f := range []func() (int, int64){
+		func() (int, int64) {
+			if idx == nil {
+				return 0, 0
+			}
+			return idx.track.inFlight()
+		},
+		func() (int, int64) {
+			if str == nil {
+				return 0, 0
+			}
+			return str.track.inFlight()
+		},
+	} {
+		k, at := f()
+		n += k
+		if at != 0 && (oldest == 0 || at < oldest) {
+			oldest = at
+		}
+	}
+	if str != nil {
+		h.mu.Lock()
+		n += str.heldCount()
+		h.mu.Unlock()
+	}
+	if oldest == 0 {
+		return n, 0
+	}
+	return n, max(now.Sub(time.UnixMilli(oldest)), 0)
+}
+
+func (h *hybridSource) run(ctx context.Context, emit emitFunc) error {
+	h.emit = emit
+	for {
+		if h.phase == phaseCatchUp {
+			if err := h.catchUp(ctx); err != nil {
+				return err
+			}
+		} else if h.str == nil {
+			if err := h.startStream(ctx, h.strStart, h.initial); err != nil {
+				return err
+			}
+		}
+		var err error
+		select {
+		case err = <-h.strDone:
+		case <-ctx.Done():
+			<-h.strDone
+			return ctx.Err()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		h.omu.Lock()
+		stopped := h.str
+		h.omu.Unlock()
+		sc := stopped.track.checkpoint()
+		if errors.Is(err, streamreader.ErrTrimmed) || errors.Is(err, streamreader.ErrStreamGone) {
+			h.log.Warn("the stream cannot give every commit; catching up through the index", "subscription", h.s.Name, "err", err)
+			h.omu.Lock()
+			h.phase, h.idxStart, h.str = phaseCatchUp, h.catchUpFrom(sc), nil
+			h.omu.Unlock()
+			continue
+		}
+		h.log.Warn("reading the stream failed; resuming", "subscription", h.s.Name, "err", err)
+		if !sleep(ctx, h.s.Index.PollMax) {
+			return ctx.Err()
+		}
+		h.omu.Lock()
+		h.strStart, h.str, h.initial = sc, nil, streamtypes.ShardIteratorTypeTrimHorizon
+		h.omu.Unlock()
+	}
+}
+
+// startStream opens the stream from cp (or at initial, for shards cp does
+// not name) and reads it in the background; its end is sent on h.strDone.
+func (h *hybridSource) startStream(ctx context.Context, cp streamCheckpoint, initial streamtypes.ShardIteratorType) error {
+	arn := cp.StreamARN
+	if arn == "" {
+		var err error
+		if arn, err = h.waitStreamARN(ctx, nil); err != nil {
+			return err
+		}
+	}
+	str, err := h.newStreamSource(arn, cp, initial)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- str.run(ctx) }()
+	h.omu.Lock()
+	h.str, h.strDone = str, done
+	h.omu.Unlock()
+	return nil
+}
+
+// catchUp reads the index from h.idxStart until the stream has taken over
+// (then the stream runs and h.phase is phaseStream), or ctx ends.
+func (h *hybridSource) catchUp(ctx context.Context) error {
+	idx := buildIndexSource(h.w, h.s, h.idxStart, h.seq, &h.mu)
+	idxCtx, stopIdx := context.WithCancel(ctx)
+	idxDone := make(chan error, 1)
+	go func() {
+		idxDone <- idx.run(idxCtx, func(ctx context.Context, c Commit) error {
+			h.omu.Lock()
+			h.origins[c.Position()] = idx.track
+			h.omu.Unlock()
+			return h.emit(ctx, c)
+		})
+	}()
+	stop := func() {
+		stopIdx()
+		<-idxDone
+	}
+	h.omu.Lock()
+	h.idx = idx
+	h.omu.Unlock()
+	h.log.Info("catching up through the index", "subscription", h.s.Name, "from", h.idxStart.After)
+
+	select {
+	case <-idx.caughtUp:
+	case err := <-idxDone:
+		stopIdx()
+		return err
+	}
+	for {
+		arn, err := h.waitStreamARN(ctx, idxDone)
+		if err != nil {
+			stopIdx() // the index source has ended already, or ends with ctx
+			return err
+		}
+		takeover := h.w.cfg.Clock().Add(h.s.Stream.Margin)
+		if err := h.startStream(ctx, streamCheckpoint{}, streamtypes.ShardIteratorTypeLatest); err != nil {
+			stop()
+			return err
+		}
+		h.log.Info("the stream takes over", "subscription", h.s.Name, "stream", arn)
+		tick := time.NewTicker(h.s.Index.PollMin)
+		broken := false
+		for !broken && idx.sweptTo.Load() < takeover.UnixMilli() {
+			select {
+			case <-ctx.Done():
+				tick.Stop()
+				stop()
+				<-h.strDone
+				return ctx.Err()
+			case err := <-idxDone:
+				tick.Stop()
+				<-h.strDone
+				return err
+			case err := <-h.strDone:
+				// The stream failed while taking over: find it again.
+				h.log.Warn("the stream failed while taking over; trying again", "subscription", h.s.Name, "err", err)
+				broken = true
+			case <-tick.C:
+			}
+		}
+		tick.Stop()
+		if broken {
+			h.omu.Lock()
+			h.str = nil
+			h.omu.Unlock()
+			continue
+		}
+		stop()
+		h.omu.Lock()
+		h.phase = phaseStream
+		h.omu.Unlock()
+		return nil
+	}
+}
+
+// waitStreamARN returns the commits table's current stream ARN, waiting
+// while the table has no stream (the index source, if any, goes on
+// meanwhile), until ctx ends or idxDone reports the index source's end.
+func (h *hybridSource) waitStreamARN(ctx context.Context, idxDone <-chan error) (string, error) {
+	table := h.w.cfg.TableName
+	for {
+		out, err := h.w.cfg.Tables.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+		if err == nil && out.Table != nil && out.Table.StreamSpecification != nil &&
+			aws.ToBool(out.Table.StreamSpecification.StreamEnabled) && aws.ToString(out.Table.LatestStreamArn) != "" {
+			return aws.ToString(out.Table.LatestStreamArn), nil
+		}
+		if err == nil {
+			err = fmt.Errorf("table %s has no stream enabled", table)
+		}
+		h.log.Warn("waiting for the commits table's stream", "subscription", h.s.Name, "err", err)
+		t := time.NewTimer(h.s.Index.PollMax)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", ctx.Err()
+		case err := <-idxDone:
+			t.Stop()
+			return "", err
+		case <-t.C:
+		}
+	}
+}

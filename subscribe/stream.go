@@ -1,0 +1,467 @@
+package subscribe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+
+	"github.com/dynamodb-event-store/eventstore/store"
+	"github.com/dynamodb-event-store/eventstore/subscribe/internal/streamreader"
+)
+
+// streamCheckpoint is the stream source's saved position, as JSON.
+type streamCheckpoint struct {
+	// StreamARN names the stream the shards belong to.
+	StreamARN string `json:"streamArn"`
+	// Shards holds, per shard, the sequence number of the last record
+	// handled with every record before it.
+	Shards map[string]string `json:"shards,omitempty"`
+	// Finished lists the shards read to their end and handled.
+	Finished []string `json:"finished,omitempty"`
+	// Resume is a time (Unix ms) such that every commit whose commit id
+	// lies more than Margin before it was handled: where a restart must
+	// tell by time, it takes the commits after Resume − Margin as not
+	// handled.
+	Resume int64 `json:"resume"`
+	// Aggregates holds the next version to handle of the aggregates handled
+	// after Resume − Margin.
+	Aggregates map[string]aggregateMark `json:"aggregates,omitempty"`
+}
+
+// maxFinishedShards caps the finished shards a checkpoint lists. A closed
+// shard stays listed for 24 hours; one dropped from the list earlier would
+// be read again, its commits dropped as duplicates.
+const maxFinishedShards = 2000
+
+// recSlot is one record read from a shard, handled or not.
+type recSlot struct {
+	seq  string
+	at   time.Time // the record's approximate creation time
+	done bool
+}
+
+type shardQueue struct {
+	slots []*recSlot // in read order, from the first not handled
+	base  string     // last sequence number handled with all before it
+	ended bool       // read to its end
+}
+
+// streamTracker follows the records the stream source read until they are
+// handled, per shard in read order, and computes the checkpoint. It is safe
+// for concurrent use: shard readers add, handlers complete.
+type streamTracker struct {
+	mu       sync.Mutex
+	arn      string
+	margin   time.Duration
+	clock    func() time.Time
+	shards   map[string]*shardQueue
+	finished []string
+	byPos    map[store.Position][]*recSlot // commits emitted from records, not handled
+	aggs     map[string]handledAgg
+	ages     map[store.Position]int64
+}
+
+func newStreamTracker(arn string, margin time.Duration, clock func() time.Time, start streamCheckpoint) *streamTracker {
+	t := &streamTracker{arn: arn, margin: margin, clock: clock, shards: map[string]*shardQueue{},
+		byPos: map[store.Position][]*recSlot{}, aggs: map[string]handledAgg{}, ages: map[store.Position]int64{}}
+	if start.StreamARN == arn {
+		for id, seq := range start.Shards {
+			t.shards[id] = &shardQueue{base: seq}
+		}
+		t.finished = slices.Clone(start.Finished)
+	}
+	for id, m := range start.Aggregates {
+		t.aggs[id] = handledAgg{next: m.Next, last: store.Position{CommitID: m.LastCommitID, AggregateID: id, Version: m.LastVersion}}
+	}
+	return t
+}
+
+// add records a record read from a shard, in the shard's order.
+func (t *streamTracker) add(shard, seq string, at time.Time) *recSlot {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	q := t.shards[shard]
+	if q == nil {
+		q = &shardQueue{}
+		t.shards[shard] = q
+	}
+	s := &recSlot{seq: seq, at: at}
+	q.slots = append(q.slots, s)
+	return s
+}
+
+// complete marks a record handled (or nothing to handle).
+func (t *streamTracker) complete(s *recSlot) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s.done = true
+}
+
+// attach ties a record to the commit it carries, completed when the commit
+// is handled.
+func (t *streamTracker) attach(c Commit, s *recSlot) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := c.Position()
+	t.byPos[p] = append(t.byPos[p], s)
+}
+
+// emitted records a commit handed to the handlers.
+func (t *streamTracker) emitted(c Commit) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ages[c.Position()] = c.CommittedAt
+}
+
+// handled records a commit handled: its records complete, its aggregate
+// moves on.
+func (t *streamTracker) handled(c Commit) {
+	p := c.Position()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.ages, p)
+	for _, s := range t.byPos[p] {
+		s.done = true
+	}
+	delete(t.byPos, p)
+	a := t.aggs[c.AggregateID]
+	a.next = max(a.next, c.Version+1)
+	if p.Compare(a.last) > 0 {
+		a.last = p
+	}
+	t.aggs[c.AggregateID] = a
+}
+
+// ended records that a shard was read to its end.
+func (t *streamTracker) ended(shard string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	q := t.shards[shard]
+	if q == nil {
+		q = &shardQueue{}
+		t.shards[shard] = q
+	}
+	q.ended = true
+}
+
+// inFlight returns the commits emitted and not handled, and the commit time
+// of the oldest (Unix ms, 0 if none).
+func (t *streamTracker) inFlight() (int, int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	oldest := int64(0)
+	for _, at := range t.ages {
+		if oldest == 0 || at < oldest {
+			oldest = at
+		}
+	}
+	return len(t.ages), oldest
+}
+
+// checkpoint returns the state to save.
+func (t *streamTracker) checkpoint() streamCheckpoint {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.clock()
+	cp := streamCheckpoint{StreamARN: t.arn, Shards: map[string]string{}, Resume: now.UnixMilli()}
+	for id, q := range t.shards {
+		i := 0
+		for i < len(q.slots) && q.slots[i].done {
+			q.base = q.slots[i].seq
+			i++
+		}
+		clear(q.slots[:i])
+		q.slots = q.slots[i:]
+		if len(q.slots) > 0 && q.slots[0].at.UnixMilli() < cp.Resume {
+			cp.Resume = q.slots[0].at.UnixMilli()
+		}
+		if q.ended && len(q.slots) == 0 {
+			t.finished = append(t.finished, id)
+			delete(t.shards, id)
+			continue
+		}
+		if q.base != "" {
+			cp.Shards[id] = q.base
+		}
+	}
+	if n := len(t.finished); n > maxFinishedShards {
+		t.finished = slices.Delete(t.finished, 0, n-maxFinishedShards)
+	}
+	cp.Finished = slices.Clone(t.finished)
+	for _, at := range t.ages {
+		cp.Resume = min(cp.Resume, at)
+	}
+	floor := timeFloor(time.UnixMilli(cp.Resume).Add(-t.margin))
+	for id, a := range t.aggs {
+		if a.last.Compare(floor) <= 0 {
+			delete(t.aggs, id)
+			continue
+		}
+		if cp.Aggregates == nil {
+			cp.Aggregates = map[string]aggregateMark{}
+		}
+		cp.Aggregates[id] = aggregateMark{Next: a.next, LastCommitID: a.last.CommitID, LastVersion: a.last.Version}
+	}
+	return cp
+}
+
+// position returns where the shard reader resumes.
+func (cp streamCheckpoint) position() streamreader.Position {
+	return streamreader.Position{StreamARN: cp.StreamARN, Shards: cp.Shards, Finished: cp.Finished}
+}
+
+// timeFloor returns the position before every commit id of instant t.
+func timeFloor(t time.Time) store.Position { return store.FromCommitID(commitIDPrefix(t)) }
+
+// heldCommit is a commit waiting for its predecessor.
+type heldCommit struct {
+	c     Commit
+	slot  *recSlot
+	since time.Time
+}
+
+// streamSource reads the commits table's stream. It shares its sequencer,
+// under the hybrid source's lock, with the index catch-up.
+type streamSource struct {
+	h     *hybridSource
+	arn   string
+	rd    *streamreader.Reader
+	track *streamTracker
+	start streamreader.Position
+	held  map[string][]heldCommit // under h.mu
+}
+
+func (h *hybridSource) newStreamSource(arn string, start streamCheckpoint, initial streamtypes.ShardIteratorType) (*streamSource, error) {
+	st := &streamSource{h: h, arn: arn, track: newStreamTracker(arn, h.s.Stream.Margin, h.w.cfg.Clock, start), held: map[string][]heldCommit{}}
+	st.start = start.position()
+	if start.StreamARN != arn {
+		st.start = streamreader.Position{StreamARN: arn}
+	}
+	rd, err := streamreader.New(h.w.cfg.Streams, arn, streamreader.Options{
+		InitialPosition: initial,
+		BusyInterval:    min(250*time.Millisecond, h.s.Stream.IdleMax),
+		IdleMax:         h.s.Stream.IdleMax,
+		Logger:          h.log,
+		OnShardEnd:      st.track.ended,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.rd = rd
+	return st, nil
+}
+
+// run reads the stream until ctx ends or it cannot go on (trimmed data, a
+// gone stream: errors the hybrid source recovers from).
+func (st *streamSource) run(ctx context.Context) error {
+	flushDone := make(chan struct{})
+	fctx, stopFlush := context.WithCancel(ctx)
+	go func() {
+		defer close(flushDone)
+		st.flushLoop(fctx)
+	}()
+	defer func() {
+		stopFlush()
+		<-flushDone
+	}()
+	return st.rd.Run(ctx, st.start, st.onRecord)
+}
+
+// onRecord takes one record from a shard reader.
+func (st *streamSource) onRecord(ctx context.Context, rec streamreader.Record) error {
+	slot := st.track.add(rec.ShardID, rec.SequenceNumber, rec.ApproximateCreation)
+	if rec.EventName != string(streamtypes.OperationTypeInsert) {
+		st.track.complete(slot) // commits are only ever inserted
+		return nil
+	}
+	item, err := itemOf(rec.NewImage)
+	var c Commit
+	if err == nil {
+		c, err = store.DecodeItem(item)
+	}
+	if err != nil {
+		var de *store.DecodeError
+		if errors.As(err, &de) && de.AggregateID != "" {
+			st.h.log.Error("corrupt commit in the stream passed over", "subscription", st.h.s.Name, "err", err)
+			for _, hk := range st.h.w.hooks.corrupt {
+				hk.OnCorrupt(st.h.s.Name, de)
+			}
+		}
+		st.track.complete(slot) // not a commit of ours
+		return nil
+	}
+	st.h.mu.Lock()
+	defer st.h.mu.Unlock()
+	return st.admit(ctx, c, slot)
+}
+
+// admit delivers c if it is its aggregate's next version, drops it if it
+// was delivered, and holds it otherwise. Called under h.mu.
+func (st *streamSource) admit(ctx context.Context, c Commit, slot *recSlot) error {
+	agg := st.h.seq.aggs[c.AggregateID]
+	switch {
+	case agg != nil && c.Version < agg.next:
+		if !st.h.catchingUp() { // while the index catches up, both read the same commits
+			for _, hk := range st.h.w.hooks.duplicate {
+				hk.OnDuplicate(st.h.s.Name, c)
+			}
+		}
+		st.track.complete(slot)
+		return nil
+	case (agg != nil && c.Version == agg.next) || (agg == nil && c.Version == 0):
+		if err := st.deliver(ctx, c, slot); err != nil {
+			return err
+		}
+		return st.release(ctx, c.AggregateID)
+	}
+	held := st.held[c.AggregateID]
+	i, _ := slices.BinarySearchFunc(held, c.Version, func(h heldCommit, v int64) int { return int(h.c.Version - v) })
+	st.held[c.AggregateID] = slices.Insert(held, i, heldCommit{c: c, slot: slot, since: st.h.w.cfg.Clock()})
+	return nil
+}
+
+// deliver hands c to the sequencer; a gap before it is repaired from the
+// table. Called under h.mu.
+func (st *streamSource) deliver(ctx context.Context, c Commit, slot *recSlot) error {
+	if slot != nil {
+		st.track.attach(c, slot)
+	}
+	delivered, err := st.h.seq.offer(ctx, c, false, st.h.out(ctx, st.track))
+	if err == nil && !delivered && slot != nil {
+		st.track.complete(slot)
+	}
+	return err
+}
+
+// release delivers held commits of an aggregate that are now next in line.
+// Called under h.mu.
+func (st *streamSource) release(ctx context.Context, id string) error {
+	for {
+		held := st.held[id]
+		agg := st.h.seq.aggs[id]
+		if len(held) == 0 || agg == nil {
+			if len(held) == 0 {
+				delete(st.held, id)
+			}
+			return nil
+		}
+		first := held[0]
+		switch {
+		case first.c.Version < agg.next:
+			st.track.complete(first.slot)
+		case first.c.Version == agg.next:
+			if err := st.deliver(ctx, first.c, first.slot); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+		st.held[id] = held[1:]
+	}
+}
+
+// flushLoop delivers held commits whose predecessor did not turn up within
+// GapWait, repairing the gap from the table.
+func (st *streamSource) flushLoop(ctx context.Context) {
+	wait := st.h.s.Stream.GapWait
+	t := time.NewTicker(max(wait/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := st.flush(ctx, st.h.w.cfg.Clock().Add(-wait)); err != nil && ctx.Err() == nil {
+			st.h.log.Warn("repairing a gap in the stream failed; retrying", "subscription", st.h.s.Name, "err", err)
+		}
+	}
+}
+
+// flush delivers the held commits that have waited since before, oldest
+// aggregate first.
+func (st *streamSource) flush(ctx context.Context, before time.Time) error {
+	st.h.mu.Lock()
+	defer st.h.mu.Unlock()
+	for id, held := range st.held {
+		if len(held) == 0 || held[0].since.After(before) {
+			continue
+		}
+		first := held[0]
+		if err := st.deliver(ctx, first.c, first.slot); err != nil {
+			return err
+		}
+		st.held[id] = held[1:]
+		if err := st.release(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// heldCount returns the commits waiting for a predecessor. Called under
+// h.mu.
+func (st *streamSource) heldCount() int {
+	n := 0
+	for _, h := range st.held {
+		n += len(h)
+	}
+	return n
+}
+
+// itemOf converts a stream record's image into a table item.
+func itemOf(image map[string]streamtypes.AttributeValue) (map[string]ddbtypes.AttributeValue, error) {
+	out := make(map[string]ddbtypes.AttributeValue, len(image))
+	for k, v := range image {
+		av, err := attributeOf(v)
+		if err != nil {
+			return nil, fmt.Errorf("attribute %q: %w", k, err)
+		}
+		out[k] = av
+	}
+	return out, nil
+}
+
+func attributeOf(v streamtypes.AttributeValue) (ddbtypes.AttributeValue, error) {
+	switch v := v.(type) {
+	case *streamtypes.AttributeValueMemberS:
+		return &ddbtypes.AttributeValueMemberS{Value: v.Value}, nil
+	case *streamtypes.AttributeValueMemberN:
+		return &ddbtypes.AttributeValueMemberN{Value: v.Value}, nil
+	case *streamtypes.AttributeValueMemberB:
+		return &ddbtypes.AttributeValueMemberB{Value: v.Value}, nil
+	case *streamtypes.AttributeValueMemberBOOL:
+		return &ddbtypes.AttributeValueMemberBOOL{Value: v.Value}, nil
+	case *streamtypes.AttributeValueMemberNULL:
+		return &ddbtypes.AttributeValueMemberNULL{Value: v.Value}, nil
+	case *streamtypes.AttributeValueMemberSS:
+		return &ddbtypes.AttributeValueMemberSS{Value: v.Value}, nil
+	case *streamtypes.AttributeValueMemberNS:
+		return &ddbtypes.AttributeValueMemberNS{Value: v.Value}, nil
+	case *streamtypes.AttributeValueMemberBS:
+		return &ddbtypes.AttributeValueMemberBS{Value: v.Value}, nil
+	case *streamtypes.AttributeValueMemberL:
+		l := make([]ddbtypes.AttributeValue, len(v.Value))
+		for i, e := range v.Value {
+			av, err := attributeOf(e)
+			if err != nil {
+				return nil, fmt.Errorf("element %d: %w", i, err)
+			}
+			l[i] = av
+		}
+		return &ddbtypes.AttributeValueMemberL{Value: l}, nil
+	case *streamtypes.AttributeValueMemberM:
+		m, err := itemOf(v.Value)
+		if err != nil {
+			return nil, err
+		}
+		return &ddbtypes.AttributeValueMemberM{Value: m}, nil
+	}
+	return nil, fmt.Errorf("unknown attribute value type %T", v)
+}

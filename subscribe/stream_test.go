@@ -1,0 +1,209 @@
+package subscribe
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+
+	"github.com/dynamodb-event-store/eventstore/checkpoint/memcheckpoint"
+	"github.com/dynamodb-event-store/eventstore/internal/ddbtest"
+	"github.com/dynamodb-event-store/eventstore/store"
+)
+
+// phaseOf returns the phase a stream subscription's checkpoint records.
+func phaseOf(t testing.TB, cps *memcheckpoint.Mem, sub string) string {
+	t.Helper()
+	cp, err := cps.Load(context.Background(), checkpointKey(sub))
+	if err != nil {
+		return ""
+	}
+	var h hybridCheckpoint
+	if json.Unmarshal([]byte(cp.Position), &h) != nil {
+		return ""
+	}
+	return h.Phase
+}
+
+// streamWorker starts a stream subscription on s with a recorder.
+func streamWorker(t *testing.T, s *store.Store, streams StreamsAPI, cnt *counters) (*recorder, *memcheckpoint.Mem, func() error) {
+	t.Helper()
+	rec := newRecorder()
+	cps := memcheckpoint.New()
+	cfg := Config{Reader: s, Checkpoints: cps, Streams: streams, Tables: ddbtest.Client(t)}
+	if cnt != nil {
+		cfg.Hooks = []any{cnt}
+	}
+	sub := Subscription{Name: "stream", Handler: rec, CheckpointInterval: 100 * time.Millisecond}
+	configureStream(&sub, tuning{settle: 150 * time.Millisecond, reread: time.Second})
+	return rec, cps, startWorker(t, cfg, sub)
+}
+
+// TestStreamTakesOverFromTheIndex: a first start catches up through the
+// index, then the stream takes over, and later commits come from it.
+func TestStreamTakesOverFromTheIndex(t *testing.T) {
+	s := newTableWith(t, store.Config{}, store.TableOptions{})
+	want := appendN(t, s, []string{"a", "b", "c"}, 5) // history: from the index
+	rec, cps, stop := streamWorker(t, s, streamsClient(t), nil)
+	ddbtest.Eventually(t, 15*time.Second, func() bool { return phaseOf(t, cps, "stream") == phaseStream }, "the stream never took over")
+	for id, n := range appendN(t, s, []string{"d", "e"}, 4) {
+		want[id] = n
+	}
+	for v := int64(5); v < 8; v++ { // and the history's aggregates go on
+		if _, err := s.Append(context.Background(), store.Commit{AggregateID: "a", Version: v, Events: deposit(t)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want["a"] = 8
+	ddbtest.Eventually(t, 15*time.Second, func() bool { return covers(rec.delivered(), want) }, "not all delivered: %v", rec.delivered())
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.check(t, want)
+	if rec.duplicates != 0 {
+		t.Fatalf("%d duplicates across the hand-over", rec.duplicates)
+	}
+}
+
+// TestStreamRecoversWhenTheStreamIsReplaced disables the table's stream,
+// writes commits that no stream holds, and enables a new stream (a new
+// ARN): the commits written in between are read from the index, and the
+// new stream takes over.
+func TestStreamRecoversWhenTheStreamIsReplaced(t *testing.T) {
+	s := newTableWith(t, store.Config{}, store.TableOptions{})
+	client := ddbtest.Client(t)
+	rec, cps, stop := streamWorker(t, s, streamsClient(t), nil)
+	ddbtest.Eventually(t, 15*time.Second, func() bool { return phaseOf(t, cps, "stream") == phaseStream }, "the stream never took over")
+	want := appendN(t, s, []string{"a", "b"}, 3)
+	ddbtest.Eventually(t, 15*time.Second, func() bool { return covers(rec.delivered(), want) }, "first commits not delivered")
+
+	setStream := func(on bool) {
+		t.Helper()
+		spec := &ddbtypes.StreamSpecification{StreamEnabled: aws.Bool(on)}
+		if on {
+			spec.StreamViewType = ddbtypes.StreamViewTypeNewImage
+		}
+		if _, err := client.UpdateTable(context.Background(), &dynamodb.UpdateTableInput{TableName: aws.String(s.Config().TableName), StreamSpecification: spec}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setStream(false)
+	for v := int64(3); v < 6; v++ { // in no stream
+		for _, id := range []string{"a", "b"} {
+			if _, err := s.Append(context.Background(), store.Commit{AggregateID: id, Version: v, Events: deposit(t)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	setStream(true)
+	for v := int64(6); v < 8; v++ {
+		for _, id := range []string{"a", "b", "c"} {
+			nv := v
+			if id == "c" {
+				nv = v - 6
+			}
+			if _, err := s.Append(context.Background(), store.Commit{AggregateID: id, Version: nv, Events: deposit(t)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want = map[string]int64{"a": 8, "b": 8, "c": 2}
+	ddbtest.Eventually(t, 30*time.Second, func() bool { return covers(rec.delivered(), want) }, "commits written while the stream was off were lost: %v", rec.delivered())
+	ddbtest.Eventually(t, 15*time.Second, func() bool { return phaseOf(t, cps, "stream") == phaseStream }, "the new stream never took over")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.check(t, want)
+}
+
+// trimmingStreams loses records, as a stream does past its 24 hours: once
+// armed, the next GetRecords fails with TrimmedDataAccessException and
+// every record that was in the stream until then is gone.
+type trimmingStreams struct {
+	StreamsAPI
+	mu    sync.Mutex
+	armed bool
+	lost  map[string]bool // sequence numbers gone
+	cut   bool
+}
+
+func (f *trimmingStreams) arm() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.armed = true
+}
+
+func (f *trimmingStreams) GetRecords(ctx context.Context, in *dynamodbstreams.GetRecordsInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetRecordsOutput, error) {
+	f.mu.Lock()
+	armed := f.armed
+	f.armed = false
+	f.mu.Unlock()
+	if armed {
+		// Everything up to now is trimmed: remember it as lost.
+		out, err := f.StreamsAPI.GetRecords(ctx, in, optFns...)
+		if err != nil {
+			return out, err
+		}
+		f.mu.Lock()
+		f.lost = map[string]bool{}
+		for _, r := range out.Records {
+			f.lost[aws.ToString(r.Dynamodb.SequenceNumber)] = true
+		}
+		f.cut = true
+		f.mu.Unlock()
+		return nil, &streamtypes.TrimmedDataAccessException{Message: aws.String("records trimmed")}
+	}
+	out, err := f.StreamsAPI.GetRecords(ctx, in, optFns...)
+	if err != nil {
+		return out, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	kept := out.Records[:0]
+	for _, r := range out.Records {
+		if !f.lost[aws.ToString(r.Dynamodb.SequenceNumber)] {
+			kept = append(kept, r)
+		}
+	}
+	out.Records = kept
+	return out, nil
+}
+
+// TestStreamRecoversTrimmedRecords: records the stream lost (trimmed before
+// they were read) are read from the index, never skipped.
+func TestStreamRecoversTrimmedRecords(t *testing.T) {
+	s := newTableWith(t, store.Config{}, store.TableOptions{})
+	trim := &trimmingStreams{StreamsAPI: streamsClient(t)}
+	cnt := &counters{}
+	rec, cps, stop := streamWorker(t, s, trim, cnt)
+	ddbtest.Eventually(t, 15*time.Second, func() bool { return phaseOf(t, cps, "stream") == phaseStream }, "the stream never took over")
+	want := appendN(t, s, []string{"a"}, 2)
+	ddbtest.Eventually(t, 15*time.Second, func() bool { return covers(rec.delivered(), want) }, "first commits not delivered")
+	trim.arm()
+	for id, n := range appendN(t, s, []string{"b", "c"}, 3) {
+		want[id] = n
+	}
+	ddbtest.Eventually(t, 5*time.Second, func() bool {
+		trim.mu.Lock()
+		defer trim.mu.Unlock()
+		return trim.cut
+	}, "the trim was never injected")
+	for v := int64(2); v < 4; v++ {
+		if _, err := s.Append(context.Background(), store.Commit{AggregateID: "a", Version: v, Events: deposit(t)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want["a"] = 4
+	ddbtest.Eventually(t, 30*time.Second, func() bool { return covers(rec.delivered(), want) }, "trimmed records were lost: %v", rec.delivered())
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.check(t, want)
+}
