@@ -306,7 +306,7 @@ func cost(ctx context.Context, e *env, sz Sizes) (*CostResult, error) {
 	if err := p.wait(ctx, 5*time.Minute); err != nil {
 		return nil, err
 	}
-	res.WorkerCatchup = CostRow{Name: fmt.Sprintf("Worker catch-up (%s commits, fresh read + sweep)", count(n)), Commits: n, Unit: "RCU",
+	res.WorkerCatchup = CostRow{Name: fmt.Sprintf("Worker catch-up (%s commits)", count(n)), Commits: n, Unit: "RCU",
 		Minimum: pageReadUnits(bsizes, 0.5) / float64(len(bsizes))}
 	res.WorkerCatchup.Requests = float64(p.requestsAtPoll) / float64(n)
 	res.WorkerCatchup.Capacity = p.capacityAtPoll / float64(n)

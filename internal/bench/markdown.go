@@ -70,7 +70,7 @@ func (r *Report) Markdown() string {
 		c := wk.Catchup
 		t.row(fmt.Sprintf("Catch-up from a backlog of %s commits (%d aggregates), to the last commit handled, median of %d rounds", count(wk.Backlog), wk.Aggregates, wk.Rounds),
 			rate(c.Store.Rate)+" commits/s", "bare SDK index read "+rate(c.Base.Rate)+" commits/s", ratio(c.Ratio), "")
-		t.row("Catch-up to the end of the poll that read the backlog (fresh read, then the sweep re-reads it)",
+		t.row("Catch-up to the end of the poll that read the backlog (the sweep included)",
 			rate(wk.CatchupWithSweep.Rate)+" commits/s", "same", ratio(wk.CatchupWithSweepRatio), "")
 		t.row("The same backlog read from memory, no DynamoDB: the worker's own ceiling",
 			fmt.Sprintf("%s commits/s, %s µs CPU/commit", rate(wk.InMemory.Rate), num(wk.InMemory.CPUPerCommit, 1)), "", "", "")
@@ -86,7 +86,7 @@ func (r *Report) Markdown() string {
 		t.row(fmt.Sprintf("Peak live heap catching up %s vs %s commits", count(h.LargeBacklog), count(h.SmallBacklog)),
 			mib(h.LargePeakBytes), mib(h.SmallPeakBytes), ratio(h.Ratio), fmt.Sprintf("flat (≈ 1, not %s)", ratio(float64(h.LargeBacklog)/float64(h.SmallBacklog))))
 		b.WriteString(t.String())
-		w("\nThe backlog's commits are an hour old, as a real backlog's are, so the sweep (`IndexOptions.Overlap`) re-reads them after the fresh read; commits appended meanwhile wait for it. ")
+		w("\nThe backlog's commits are an hour old, as a real backlog's are: already older than the sweep's window (`IndexOptions.Overlap`) when the fresh read finds them, so the sweep moves along with the fresh read instead of reading them again. ")
 		w("The heap is the live heap as marked by the garbage collector, running at GOGC=5 for the measure and sampled every millisecond, above the live heap before the worker started; the higher of two runs.\n")
 	}
 
@@ -111,7 +111,7 @@ func (r *Report) Markdown() string {
 		t.row("Worker idle (nothing appended)", fmt.Sprintf("%s requests/minute", num(c.WorkerIdleRequestsPerMinute, 1)),
 			fmt.Sprintf("%s RCU/minute ³", num(c.WorkerIdleCapacityPerMinute, 2)), "", "")
 		b.WriteString(t.String())
-		w("\nThe worker's catch-up counts the fresh read and the sweep's second read of each commit; idle, it polls the fresh range and the sweep range about once every `PollMax` (2 s), measured over %s once its polling had slowed down.\n", seconds(c.WorkerIdleSeconds))
+		w("\nThe worker's catch-up counts every read of the backlog (a backlog older than the sweep's window is read once); idle, it polls the fresh range and the sweep range about once every `PollMax` (2 s), measured over %s once its polling had slowed down.\n", seconds(c.WorkerIdleSeconds))
 		if underReported {
 			w("\n² Below the minimum DynamoDB bills: DynamoDB Local reports a transaction as 2 WCU on the table and 2 on the index whatever the number of items; DynamoDB bills 2 WCU per KB per item written in a transaction (the minimum column).\n")
 		}

@@ -89,7 +89,7 @@ func worker(ctx context.Context, e *env, sz Sizes) (*WorkerResult, error) {
 		return nil, err
 	}
 	// The backlog is an hour old, as a real backlog is: the worker reads it
-	// at once (no settle wait) and its sweep re-reads it.
+	// at once (no settle wait); its sweep moves along with it.
 	cfg, drop, err := e.table(ctx, loader, "backlog")
 	if err != nil {
 		return nil, err
