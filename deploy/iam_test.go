@@ -12,6 +12,7 @@ import (
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint/dynamocheckpoint"
 	"github.com/dynamodb-event-store/eventstore/store"
+	"github.com/dynamodb-event-store/eventstore/subscribe"
 )
 
 // role is a principal the policies are for; a set of roles is a bit mask.
@@ -53,6 +54,8 @@ var (
 	storeTableAPI      = reflect.TypeFor[store.TableAPI]()
 	checkpointAPI      = reflect.TypeFor[dynamocheckpoint.API]()
 	checkpointTableAPI = reflect.TypeFor[dynamocheckpoint.TableAPI]()
+	streamsAPI         = reflect.TypeFor[subscribe.StreamsAPI]()
+	tableDescriber     = reflect.TypeFor[subscribe.TableDescriber]()
 )
 
 // permission is one DynamoDB call a component makes, the IAM action that
@@ -121,17 +124,17 @@ var permissions = []permission{
 	{checkpointAPI, "Scan", "checkpoints", "dynamodb:Scan", checkpointTable, operator,
 		"checkpoint/dynamocheckpoint/checkpoints.go: List of every subscription"},
 
-	// The stream source, still to come (subscribe, stream mode), calls
-	// DynamoDB Streams. Point these rows at the interface that declares its
-	// calls when it lands.
-	{nil, "ListStreams", "commits", "dynamodb:ListStreams", anyResource, worker,
-		"stream source: find the table's stream; ListStreams takes no resource-level permission, hence *"},
-	{nil, "DescribeStream", "commits", "dynamodb:DescribeStream", commitsStreams, worker,
-		"stream source: list the stream's shards"},
-	{nil, "GetShardIterator", "commits", "dynamodb:GetShardIterator", commitsStreams, worker,
-		"stream source: start reading a shard"},
-	{nil, "GetRecords", "commits", "dynamodb:GetRecords", commitsStreams, worker,
-		"stream source: read a shard"},
+	// The stream source (subscribe.StreamsAPI, subscribe.TableDescriber):
+	// subscribe/hybrid.go finds the table's current stream, and
+	// subscribe/internal/streamreader reads it.
+	{tableDescriber, "DescribeTable", "commits", "dynamodb:DescribeTable", commitsTable, worker | operator,
+		"subscribe/hybrid.go: waitStreamARN, the table's LatestStreamArn"},
+	{streamsAPI, "DescribeStream", "commits", "dynamodb:DescribeStream", commitsStreams, worker,
+		"subscribe/internal/streamreader: list the stream's shards"},
+	{streamsAPI, "GetShardIterator", "commits", "dynamodb:GetShardIterator", commitsStreams, worker,
+		"subscribe/internal/streamreader: start reading a shard"},
+	{streamsAPI, "GetRecords", "commits", "dynamodb:GetRecords", commitsStreams, worker,
+		"subscribe/internal/streamreader: read a shard"},
 }
 
 // wholeInterfaces are the interfaces a role calls every method of, on one
@@ -147,6 +150,8 @@ var wholeInterfaces = []struct {
 	{operator, storeTableAPI, "commits"},
 	{operator, checkpointTableAPI, "checkpoints"},
 	{operator, checkpointAPI, "checkpoints"},
+	{worker, streamsAPI, "commits"},
+	{worker, tableDescriber, "commits"},
 }
 
 // TestPermissionsCoverTheCode checks the permissions table against the

@@ -1,0 +1,62 @@
+// Package subscribe runs subscriptions: each reads every commit of the
+// commits table from its checkpoint on and hands it to its handler, in
+// per-aggregate order, saving its position as it goes. Read models are built
+// this way.
+//
+// # Use
+//
+// Create a Worker with a Config (the Reader, usually the *store.Store; a
+// checkpoint.Store; for stream subscriptions a DynamoDB Streams client),
+// Register subscriptions, then call Run, which blocks until its context ends
+// and then stops cleanly: it stops reading, lets the handlers already running
+// finish (Config.DrainTimeout), and saves every checkpoint with a fresh
+// context. Each Subscription has its own name, position, start point
+// (Start), failure policy (Policy), retry bounds (RetryPolicy) and source
+// (Source).
+//
+// # Guarantees
+//
+//   - At least once: every commit is delivered to every subscription at
+//     least once. Duplicates come only after a crash or a lost checkpoint,
+//     and are bounded by the checkpoint interval (and, for the stream
+//     source, StreamOptions.Margin). A commit carries its aggregate id and
+//     version so handlers can be idempotent.
+//   - Per-aggregate order: one aggregate's versions come in ascending order
+//     with no gap, one at a time. Different aggregates are handled
+//     concurrently (Subscription.Concurrency).
+//   - No silent skip: a commit that arrives late is delivered late (and
+//     counted); one that cannot be handled is retried, then parked, stopped
+//     on or skipped per the Policy, always counted and logged; an item that
+//     is not a commit is reported and passed over.
+//   - The checkpoint never passes a commit not handled, with handlers
+//     running in parallel.
+//   - Bounded memory: at most Subscription.MaxInFlight commits are read and
+//     not handled.
+//
+// # Sources
+//
+// SourceIndex polls the commit-order index: a settle watermark, a sweep
+// Overlap behind it, and per-aggregate gap repair defend against commits
+// that become visible late (see IndexOptions). SourceStream reads the
+// table's DynamoDB stream, ordering each aggregate's records by version (see
+// StreamOptions); what the stream cannot give (history on a first start,
+// records trimmed after 24 hours, a stream replaced by a new one) is read
+// through the index first, then the stream takes over. SourceAuto also
+// catches up through the index at every start.
+//
+// # Handlers
+//
+// A Handler takes one commit, a BatchHandler consecutive commits of one
+// aggregate. Middleware wrap Handlers, the first outermost. Handlers steer
+// the worker with Skip and RetryAfter; a BatchError says how far a batch
+// got. A panic is an error.
+//
+// # Observability
+//
+// The worker calls the small Hook… interfaces a Config.Hooks value
+// implements (package promhooks implements them all with Prometheus), logs
+// through Config.Logger, and reports each subscription's state through
+// Worker.Health.
+//
+// A Worker is safe for concurrent use.
+package subscribe
