@@ -90,6 +90,7 @@ type hooks struct {
 	lag        []HookLag
 	stopped    []HookStopped
 	corrupt    []HookCorrupt
+	ignored    []HookIgnoredRecord
 }
 
 func newHooks(hs []any) hooks {
@@ -131,6 +132,9 @@ func newHooks(hs []any) hooks {
 		if v, ok := x.(HookCorrupt); ok {
 			h.corrupt = append(h.corrupt, v)
 		}
+		if v, ok := x.(HookIgnoredRecord); ok {
+			h.ignored = append(h.ignored, v)
+		}
 	}
 	return h
 }
@@ -140,4 +144,11 @@ func newHooks(hs []any) hooks {
 // and passed over: it cannot be delivered.
 type HookCorrupt interface {
 	OnCorrupt(sub string, err *store.DecodeError)
+}
+
+// HookIgnoredRecord observes a stream record passed over because it does
+// not carry a new commit: a MODIFY or REMOVE, or an INSERT of an item that
+// is not a commit. eventName is the record's (INSERT, MODIFY, REMOVE).
+type HookIgnoredRecord interface {
+	OnIgnoredRecord(sub, eventName string)
 }

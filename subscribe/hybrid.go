@@ -211,9 +211,7 @@ func (h *hybridSource) lag(now time.Time) (int, time.Duration) {
 		}
 	}
 	if str != nil {
-		h.mu.Lock()
-		n += str.heldCount()
-		h.mu.Unlock()
+		n += int(str.holding.Load())
 	}
 	if oldest == 0 {
 		return n, 0

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -235,6 +236,9 @@ type streamSource struct {
 	track *streamTracker
 	start streamreader.Position
 	held  map[string][]heldCommit // under h.mu
+	// holding counts the held commits, for lag reports that must not wait
+	// for h.mu (a delivery holds it while the read-ahead is full).
+	holding atomic.Int64
 }
 
 func (h *hybridSource) newStreamSource(arn string, start streamCheckpoint, initial streamtypes.ShardIteratorType) (*streamSource, error) {
@@ -278,6 +282,7 @@ func (st *streamSource) onRecord(ctx context.Context, rec streamreader.Record) e
 	slot := st.track.add(rec.ShardID, rec.SequenceNumber, rec.ApproximateCreation)
 	if rec.EventName != string(streamtypes.OperationTypeInsert) {
 		st.track.complete(slot) // commits are only ever inserted
+		st.ignored(rec.EventName)
 		return nil
 	}
 	item, err := itemOf(rec.NewImage)
@@ -287,18 +292,32 @@ func (st *streamSource) onRecord(ctx context.Context, rec streamreader.Record) e
 	}
 	if err != nil {
 		var de *store.DecodeError
-		if errors.As(err, &de) && de.AggregateID != "" {
-			st.h.log.Error("corrupt commit in the stream passed over", "subscription", st.h.s.Name, "err", err)
-			for _, hk := range st.h.w.hooks.corrupt {
-				hk.OnCorrupt(st.h.s.Name, de)
+		// While the index catches up it reads the same items and reports
+		// them: one report each.
+		switch {
+		case errors.As(err, &de) && de.AggregateID != "":
+			if !st.h.catchingUp() {
+				st.h.log.Error("corrupt commit in the stream passed over", "subscription", st.h.s.Name, "err", err)
+				for _, hk := range st.h.w.hooks.corrupt {
+					hk.OnCorrupt(st.h.s.Name, de)
+				}
 			}
+		default:
+			st.ignored(rec.EventName) // an item that is not a commit
 		}
-		st.track.complete(slot) // not a commit of ours
+		st.track.complete(slot)
 		return nil
 	}
 	st.h.mu.Lock()
 	defer st.h.mu.Unlock()
 	return st.admit(ctx, c, slot)
+}
+
+// ignored reports a record passed over.
+func (st *streamSource) ignored(eventName string) {
+	for _, hk := range st.h.w.hooks.ignored {
+		hk.OnIgnoredRecord(st.h.s.Name, eventName)
+	}
 }
 
 // admit delivers c if it is its aggregate's next version, drops it if it
@@ -323,6 +342,7 @@ func (st *streamSource) admit(ctx context.Context, c Commit, slot *recSlot) erro
 	held := st.held[c.AggregateID]
 	i, _ := slices.BinarySearchFunc(held, c.Version, func(h heldCommit, v int64) int { return int(h.c.Version - v) })
 	st.held[c.AggregateID] = slices.Insert(held, i, heldCommit{c: c, slot: slot, since: st.h.w.cfg.Clock()})
+	st.holding.Add(1)
 	return nil
 }
 
@@ -363,6 +383,7 @@ func (st *streamSource) release(ctx context.Context, id string) error {
 			return nil
 		}
 		st.held[id] = held[1:]
+		st.holding.Add(-1)
 	}
 }
 
@@ -398,21 +419,16 @@ func (st *streamSource) flush(ctx context.Context, before time.Time) error {
 			return err
 		}
 		st.held[id] = held[1:]
+		st.holding.Add(-1)
 		if err := st.release(ctx, id); err != nil {
 			return err
 		}
 	}
+	// Forget aggregates idle for longer than a restart would look back, so
+	// that memory stays bounded; one seen again is checked against the
+	// table.
+	st.h.seq.forget(timeFloor(before.Add(-st.h.s.Stream.Margin)))
 	return nil
-}
-
-// heldCount returns the commits waiting for a predecessor. Called under
-// h.mu.
-func (st *streamSource) heldCount() int {
-	n := 0
-	for _, h := range st.held {
-		n += len(h)
-	}
-	return n
 }
 
 // itemOf converts a stream record's image into a table item.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,14 +34,11 @@ func phaseOf(t testing.TB, cps *memcheckpoint.Mem, sub string) string {
 }
 
 // streamWorker starts a stream subscription on s with a recorder.
-func streamWorker(t *testing.T, s *store.Store, streams StreamsAPI, cnt *counters) (*recorder, *memcheckpoint.Mem, func() error) {
+func streamWorker(t *testing.T, s *store.Store, streams StreamsAPI, hooks ...any) (*recorder, *memcheckpoint.Mem, func() error) {
 	t.Helper()
 	rec := newRecorder()
 	cps := memcheckpoint.New()
-	cfg := Config{Reader: s, Checkpoints: cps, Streams: streams, Tables: ddbtest.Client(t)}
-	if cnt != nil {
-		cfg.Hooks = []any{cnt}
-	}
+	cfg := Config{Reader: s, Checkpoints: cps, Streams: streams, Tables: ddbtest.Client(t), Hooks: hooks}
 	sub := Subscription{Name: "stream", Handler: rec, CheckpointInterval: 100 * time.Millisecond}
 	configureStream(&sub, tuning{settle: 150 * time.Millisecond, reread: time.Second})
 	return rec, cps, startWorker(t, cfg, sub)
@@ -51,8 +49,21 @@ func streamWorker(t *testing.T, s *store.Store, streams StreamsAPI, cnt *counter
 func TestStreamTakesOverFromTheIndex(t *testing.T) {
 	s := newTableWith(t, store.Config{}, store.TableOptions{})
 	want := appendN(t, s, []string{"a", "b", "c"}, 5) // history: from the index
-	rec, cps, stop := streamWorker(t, s, streamsClient(t), nil)
+	ign := &ignoredCounter{}
+	rec, cps, stop := streamWorker(t, s, streamsClient(t), nil, ign)
 	ddbtest.Eventually(t, 15*time.Second, func() bool { return phaseOf(t, cps, "stream") == phaseStream }, "the stream never took over")
+	// A record that is no new commit (a MODIFY) is passed over, counted.
+	if _, err := ddbtest.Client(t).UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
+		TableName: aws.String(s.Config().TableName),
+		Key: map[string]ddbtypes.AttributeValue{
+			store.AttrAggregateID: &ddbtypes.AttributeValueMemberS{Value: "a"},
+			store.AttrVersion:     &ddbtypes.AttributeValueMemberN{Value: "0"},
+		},
+		UpdateExpression:          aws.String("SET note = :n"),
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":n": &ddbtypes.AttributeValueMemberS{Value: "touched"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	for id, n := range appendN(t, s, []string{"d", "e"}, 4) {
 		want[id] = n
 	}
@@ -70,7 +81,14 @@ func TestStreamTakesOverFromTheIndex(t *testing.T) {
 	if rec.duplicates != 0 {
 		t.Fatalf("%d duplicates across the hand-over", rec.duplicates)
 	}
+	if ign.n.Load() != 1 {
+		t.Fatalf("%d records ignored, want the one MODIFY", ign.n.Load())
+	}
 }
+
+type ignoredCounter struct{ n atomic.Int64 }
+
+func (c *ignoredCounter) OnIgnoredRecord(string, string) { c.n.Add(1) }
 
 // TestStreamRecoversWhenTheStreamIsReplaced disables the table's stream,
 // writes commits that no stream holds, and enables a new stream (a new
@@ -79,7 +97,7 @@ func TestStreamTakesOverFromTheIndex(t *testing.T) {
 func TestStreamRecoversWhenTheStreamIsReplaced(t *testing.T) {
 	s := newTableWith(t, store.Config{}, store.TableOptions{})
 	client := ddbtest.Client(t)
-	rec, cps, stop := streamWorker(t, s, streamsClient(t), nil)
+	rec, cps, stop := streamWorker(t, s, streamsClient(t))
 	ddbtest.Eventually(t, 15*time.Second, func() bool { return phaseOf(t, cps, "stream") == phaseStream }, "the stream never took over")
 	want := appendN(t, s, []string{"a", "b"}, 3)
 	ddbtest.Eventually(t, 15*time.Second, func() bool { return covers(rec.delivered(), want) }, "first commits not delivered")

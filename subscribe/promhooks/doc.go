@@ -45,6 +45,7 @@
 //	eventstore_subscription_lag_commits                    gauge      subscription         commits read but not yet handled
 //	eventstore_subscription_stopped                        gauge      subscription         1 once the subscription stopped on an error; 0 again at its next poll
 //	eventstore_subscription_corrupt_items_total            counter    subscription         items of the commits table that are not well-formed commits, passed over
+//	eventstore_subscription_stream_records_ignored_total   counter    subscription         stream records passed over: not an insert of a commit (MODIFY, REMOVE, other items)
 //	eventstore_store_consumed_capacity_units_total         counter    operation, resource  DynamoDB capacity units consumed by store calls, per table and per index
 //
 // A subscription's series appear when its first hook is called, or at New

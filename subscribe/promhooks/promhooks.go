@@ -105,6 +105,7 @@ type Metrics struct {
 	lagCommits        *prometheus.GaugeVec
 	stopped           *prometheus.GaugeVec
 	corrupt           *prometheus.CounterVec
+	ignoredRecords    *prometheus.CounterVec
 	consumedCapacity  *prometheus.CounterVec
 	collectors        []prometheus.Collector
 	subscriptionInits []func(sub string)
@@ -113,18 +114,19 @@ type Metrics struct {
 // Compile-time checks: *Metrics implements every hook of the worker, and
 // ConsumedCapacity fits store.Config.ConsumedCapacity.
 var (
-	_ subscribe.HookHandled     = (*Metrics)(nil)
-	_ subscribe.HookRetry       = (*Metrics)(nil)
-	_ subscribe.HookParked      = (*Metrics)(nil)
-	_ subscribe.HookSkipped     = (*Metrics)(nil)
-	_ subscribe.HookLateArrival = (*Metrics)(nil)
-	_ subscribe.HookGapRepair   = (*Metrics)(nil)
-	_ subscribe.HookDuplicate   = (*Metrics)(nil)
-	_ subscribe.HookPoll        = (*Metrics)(nil)
-	_ subscribe.HookCheckpoint  = (*Metrics)(nil)
-	_ subscribe.HookLag         = (*Metrics)(nil)
-	_ subscribe.HookStopped     = (*Metrics)(nil)
-	_ subscribe.HookCorrupt     = (*Metrics)(nil)
+	_ subscribe.HookHandled       = (*Metrics)(nil)
+	_ subscribe.HookRetry         = (*Metrics)(nil)
+	_ subscribe.HookParked        = (*Metrics)(nil)
+	_ subscribe.HookSkipped       = (*Metrics)(nil)
+	_ subscribe.HookLateArrival   = (*Metrics)(nil)
+	_ subscribe.HookGapRepair     = (*Metrics)(nil)
+	_ subscribe.HookDuplicate     = (*Metrics)(nil)
+	_ subscribe.HookPoll          = (*Metrics)(nil)
+	_ subscribe.HookCheckpoint    = (*Metrics)(nil)
+	_ subscribe.HookLag           = (*Metrics)(nil)
+	_ subscribe.HookStopped       = (*Metrics)(nil)
+	_ subscribe.HookCorrupt       = (*Metrics)(nil)
+	_ subscribe.HookIgnoredRecord = (*Metrics)(nil)
 
 	_ = store.Config{ConsumedCapacity: (*Metrics)(nil).ConsumedCapacity}
 )
@@ -207,6 +209,7 @@ func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 	m.stopped = gauge("stopped", "1 once the subscription stopped on an error, 0 otherwise.")
 	m.subscriptionInits = append(m.subscriptionInits, func(s string) { m.stopped.WithLabelValues(s).Set(0) })
 	m.corrupt = counter("corrupt_items_total", "Items of the commits table that are not well-formed commits, passed over.")
+	m.ignoredRecords = counter("stream_records_ignored_total", "Stream records passed over: not an insert of a commit (MODIFY, REMOVE, other items).")
 	m.consumedCapacity = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: o.namespace, Subsystem: "store", Name: "consumed_capacity_units_total",
 		Help: "DynamoDB capacity units consumed by store calls, by operation and by table or index.",
@@ -316,6 +319,11 @@ func (m *Metrics) OnLag(sub string, age time.Duration, commits int) {
 // not on a clean stop.
 func (m *Metrics) OnStopped(sub string, _ error) {
 	m.stopped.WithLabelValues(lv(sub)).Set(1)
+}
+
+// OnIgnoredRecord implements subscribe.HookIgnoredRecord.
+func (m *Metrics) OnIgnoredRecord(sub, _ string) {
+	m.ignoredRecords.WithLabelValues(lv(sub)).Inc()
 }
 
 // OnCorrupt implements subscribe.HookCorrupt.

@@ -217,6 +217,11 @@ func TestHooks(t *testing.T) {
 			},
 			want: map[series]float64{sub("corrupt_items_total"): 1},
 		},
+		{
+			name: "ignored record",
+			call: func(m *Metrics) { m.OnIgnoredRecord("s", "MODIFY") },
+			want: map[series]float64{sub("stream_records_ignored_total"): 1},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -567,7 +572,7 @@ func TestWithSubscriptions(t *testing.T) {
 		"retries_total", "parked_commits_total", "skipped_commits_total", "late_arrivals_total",
 		"gap_repairs_total", "gap_repair_commits_total", "duplicates_total", "polls_total",
 		"poll_duration_seconds", "poll_errors_total", "commits_read_total", "checkpoint_writes_total",
-		"checkpoint_write_errors_total", "corrupt_items_total", "stopped",
+		"checkpoint_write_errors_total", "corrupt_items_total", "stream_records_ignored_total", "stopped",
 	} {
 		for _, s := range []string{"a", "b"} {
 			k := series{name: "eventstore_subscription_" + name, labels: fmt.Sprintf("subscription=%q", s)}
@@ -650,6 +655,7 @@ func callEveryHook(m *Metrics, s string) {
 	m.OnLag(s, time.Second, 5)
 	m.OnStopped(s, errBoom)
 	m.OnCorrupt(s, &store.DecodeError{Attribute: "events", Err: errBoom})
+	m.OnIgnoredRecord(s, "REMOVE")
 	m.ConsumedCapacity(store.OpAppend, types.ConsumedCapacity{
 		TableName:              aws.String("commits"),
 		Table:                  &types.Capacity{CapacityUnits: aws.Float64(1)},
