@@ -207,6 +207,12 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 	delay := s.opts.PollMin
 	for {
 		t0, started := s.clock(), time.Now()
+		// A poll that starts from a cursor close to the watermark reads
+		// no backlog: after it succeeds, the source has caught up.
+		near := false
+		if at, err := store.ParseCommitIDTime(s.fresh.CommitID); err == nil {
+			near = !at.Before(t0.Add(-s.opts.Settle - 2*s.opts.PollMax))
+		}
 		n, err := s.poll(ctx, t0, out)
 		if ctx.Err() != nil {
 			return ctx.Err() // a stop, not a failed poll
@@ -215,6 +221,8 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 			s.flowing.Store(t0.Add(-s.opts.Settle).UnixMilli())
 		} else if err == nil {
 			s.flowing.Store(0)
+		}
+		if err == nil && (n == 0 || near) {
 			s.caughtUpOnce.Do(func() { close(s.caughtUp) })
 		}
 		for _, h := range s.hooks.poll {

@@ -62,6 +62,7 @@ type streamTracker struct {
 	margin   time.Duration
 	clock    func() time.Time
 	shards   map[string]*shardQueue
+	lastAt   time.Time // the newest record's approximate creation time
 	finished []string
 	byPos    map[store.Position][]*recSlot // commits emitted from records, not handled
 	aggs     map[string]handledAgg
@@ -71,6 +72,11 @@ type streamTracker struct {
 func newStreamTracker(arn string, margin time.Duration, clock func() time.Time, start streamCheckpoint) *streamTracker {
 	t := &streamTracker{arn: arn, margin: margin, clock: clock, shards: map[string]*shardQueue{},
 		byPos: map[store.Position][]*recSlot{}, aggs: map[string]handledAgg{}, ages: map[store.Position]int64{}}
+	if start.Resume > 0 {
+		t.lastAt = time.UnixMilli(start.Resume)
+	} else {
+		t.lastAt = clock() // a first start: nothing before now is owed
+	}
 	if start.StreamARN == arn {
 		for id, seq := range start.Shards {
 			t.shards[id] = &shardQueue{base: seq}
@@ -94,6 +100,9 @@ func (t *streamTracker) add(shard, seq string, at time.Time) *recSlot {
 	}
 	s := &recSlot{seq: seq, at: at}
 	q.slots = append(q.slots, s)
+	if at.After(t.lastAt) {
+		t.lastAt = at
+	}
 	return s
 }
 
@@ -169,8 +178,10 @@ func (t *streamTracker) inFlight() (int, int64) {
 func (t *streamTracker) checkpoint() streamCheckpoint {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.clock()
-	cp := streamCheckpoint{StreamARN: t.arn, Shards: map[string]string{}, Resume: now.UnixMilli()}
+	// With nothing pending, everything read is handled: Resume is the
+	// newest record read (not now, which would move an idle checkpoint
+	// every interval, and claim records not read yet).
+	cp := streamCheckpoint{StreamARN: t.arn, Shards: map[string]string{}, Resume: t.lastAt.UnixMilli()}
 	for id, q := range t.shards {
 		i := 0
 		for i < len(q.slots) && q.slots[i].done {

@@ -225,3 +225,69 @@ func TestStreamRecoversTrimmedRecords(t *testing.T) {
 	}
 	rec.check(t, want)
 }
+
+// TestStreamTakesOverWhileWritesFlow starts a stream subscription while a
+// writer appends steadily: no poll of the catch-up is ever empty, yet the
+// stream must take over once the index has read the backlog.
+func TestStreamTakesOverWhileWritesFlow(t *testing.T) {
+	s := newTableWith(t, store.Config{}, store.TableOptions{})
+	ctx, stopWriting := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	written := map[string]int64{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			id := []string{"a", "b", "c"}[i%3]
+			mu.Lock()
+			v := written[id]
+			mu.Unlock()
+			if _, err := s.Append(context.Background(), store.Commit{AggregateID: id, Version: v, Events: deposit(t)}); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			written[id] = v + 1
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond) // about 40 commits/s, more than one per poll
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // a backlog, and writes flowing
+	rec, cps, stop := streamWorker(t, s, streamsClient(t))
+	ddbtest.Eventually(t, 20*time.Second, func() bool { return phaseOf(t, cps, "stream") == phaseStream }, "the stream never took over while writes flowed")
+	time.Sleep(300 * time.Millisecond)
+	stopWriting()
+	<-done
+	ddbtest.Eventually(t, 15*time.Second, func() bool { return covers(rec.delivered(), written) }, "not all delivered")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.check(t, written)
+	if rec.duplicates != 0 {
+		t.Fatalf("%d duplicates", rec.duplicates)
+	}
+}
+
+// TestIdleStreamCheckpointStaysPut: with nothing written, the stream's
+// checkpoint does not change, so it is not saved over and over.
+func TestIdleStreamCheckpointStaysPut(t *testing.T) {
+	s := newTableWith(t, store.Config{}, store.TableOptions{})
+	appendN(t, s, []string{"a"}, 2)
+	saves := &saveCounter{}
+	rec, cps, stop := streamWorker(t, s, streamsClient(t), saves)
+	ddbtest.Eventually(t, 15*time.Second, func() bool { return phaseOf(t, cps, "stream") == phaseStream }, "the stream never took over")
+	ddbtest.Eventually(t, 5*time.Second, func() bool { return rec.delivered()["a"] == 2 }, "not delivered")
+	time.Sleep(300 * time.Millisecond)
+	before := saves.n.Load()
+	time.Sleep(time.Second) // ten checkpoint intervals, idle
+	if n := saves.n.Load() - before; n > 1 {
+		t.Fatalf("%d checkpoint saves while idle", n)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type saveCounter struct{ n atomic.Int64 }
+
+func (c *saveCounter) OnCheckpoint(string, error) { c.n.Add(1) }

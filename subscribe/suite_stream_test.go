@@ -1,7 +1,9 @@
 package subscribe
 
 import (
+	"cmp"
 	"context"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -50,7 +52,7 @@ func TestStreamSourceSuite(t *testing.T) { runSourceSuite(t, streamHarness) }
 func streamsClient(t testing.TB) *dynamodbstreams.Client {
 	return dynamodbstreams.New(dynamodbstreams.Options{
 		BaseEndpoint: aws.String(ddbtest.Endpoint(t)),
-		Region:       "us-east-1",
+		Region:       cmp.Or(os.Getenv("AWS_REGION"), "us-east-1"), // as ddbtest's clients
 		Credentials:  credentials.NewStaticCredentialsProvider("local", "local", ""),
 		Logger:       logging.Nop{}, // the emulator's checksum header makes the SDK warn
 	})
