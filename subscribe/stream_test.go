@@ -249,11 +249,16 @@ func TestStreamTakesOverWhileWritesFlow(t *testing.T) {
 			mu.Lock()
 			written[id] = v + 1
 			mu.Unlock()
-			time.Sleep(20 * time.Millisecond) // about 40 commits/s, more than one per poll
+			time.Sleep(3 * time.Millisecond) // a commit every few ms: every poll finds some
 		}
 	}()
 	time.Sleep(500 * time.Millisecond) // a backlog, and writes flowing
-	rec, cps, stop := streamWorker(t, s, streamsClient(t))
+	rec, cps := newRecorder(), memcheckpoint.New()
+	sub := Subscription{Name: "stream", Handler: rec, CheckpointInterval: 100 * time.Millisecond}
+	configureStream(&sub, tuning{settle: 150 * time.Millisecond, reread: time.Second})
+	// Polls far apart: every one finds commits, none is ever empty.
+	sub.Index.PollMin, sub.Index.PollMax = 200*time.Millisecond, 400*time.Millisecond
+	stop := startWorker(t, Config{Reader: s, Checkpoints: cps, Streams: streamsClient(t), Tables: ddbtest.Client(t)}, sub)
 	ddbtest.Eventually(t, 20*time.Second, func() bool { return phaseOf(t, cps, "stream") == phaseStream }, "the stream never took over while writes flowed")
 	time.Sleep(300 * time.Millisecond)
 	stopWriting()
