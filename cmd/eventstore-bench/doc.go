@@ -5,10 +5,10 @@
 //
 // Its figures are ratios measured in one run: the store against the bare
 // SDK (overhead), against the original npm package dynamodb-event-store
-// (original), the subscription worker against a bare index read and its
-// live lag and memory (worker), and requests and capacity per commit against
-// the data model's minimum (cost). See package internal/bench for how each
-// is measured.
+// (original), the subscription worker against a bare index read, its live
+// lag and memory, and its stream source beside its index source (worker),
+// and requests and capacity per commit against the data model's minimum
+// (cost). See package internal/bench for how each is measured.
 //
 // Flags:
 //

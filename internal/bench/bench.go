@@ -117,6 +117,12 @@ type Sizes struct {
 	LiveRate     int           `json:"liveRate"`
 	LiveWarmup   time.Duration `json:"liveWarmup"`
 	LiveDuration time.Duration `json:"liveDuration"`
+	// The stream source beside the index source: once the stream has taken
+	// over, both idle for StreamIdle (measured), then LiveRate commits per
+	// second are appended for LiveWarmup, unmeasured, then for
+	// StreamDuration, measured.
+	StreamIdle     time.Duration `json:"streamIdle"`
+	StreamDuration time.Duration `json:"streamDuration"`
 	// HeapBacklog is the larger backlog whose peak heap is compared with
 	// that of Backlog.
 	HeapBacklog int `json:"heapBacklog"`
@@ -151,7 +157,7 @@ func DefaultSizes() Sizes {
 
 		Backlog: 5000, BacklogAggregates: 100, CatchupRounds: 11,
 		LiveRate: 100, LiveWarmup: 3 * time.Second, LiveDuration: 10 * time.Second,
-		HeapBacklog: 20000,
+		HeapBacklog: 20000, StreamIdle: 20 * time.Second, StreamDuration: 10 * time.Second,
 
 		CostAppends: 200, CostTransactions: 5, CostQueryOps: 10, CostScanOps: 5, CostBacklog: 2000,
 		IdleWarmup: 6 * time.Second, IdleDuration: 30 * time.Second,
@@ -173,7 +179,7 @@ func QuickSizes() Sizes {
 
 		Backlog: 400, BacklogAggregates: 20, CatchupRounds: 2,
 		LiveRate: 50, LiveWarmup: time.Second, LiveDuration: 2 * time.Second,
-		HeapBacklog: 1200,
+		HeapBacklog: 1200, StreamIdle: 3 * time.Second, StreamDuration: 2 * time.Second,
 
 		CostAppends: 20, CostTransactions: 1, CostQueryOps: 2, CostScanOps: 2, CostBacklog: 300,
 		IdleWarmup: 0, IdleDuration: 2 * time.Second,

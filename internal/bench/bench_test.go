@@ -98,6 +98,30 @@ func TestQuickRun(t *testing.T) {
 	if w.Live.P50Millis < w.Live.SettleMillis {
 		missing = append(missing, fmt.Sprintf("Worker.Live.P50Millis %v is below Settle %v", w.Live.P50Millis, w.Live.SettleMillis))
 	}
+	st := w.Stream
+	positive("Worker.Stream.HandoverSeconds", st.HandoverSeconds)
+	positive("Worker.Stream.Rate", st.Rate)
+	positive("Worker.Stream.Commits", float64(st.Commits))
+	positive("Worker.Stream.TargetMillis", st.TargetMillis)
+	for name, l := range map[string]LagFigures{"Stream": st.Stream, "Index": st.Index, "Read": st.Read} {
+		positive("Worker.Stream."+name+".P50Millis", l.P50Millis)
+		positive("Worker.Stream."+name+".P99Millis", l.P99Millis)
+		positive("Worker.Stream."+name+".MaxMillis", l.MaxMillis)
+		if l.P99Millis < l.P50Millis || l.MaxMillis < l.P99Millis {
+			missing = append(missing, fmt.Sprintf("Worker.Stream.%s percentiles out of order: %+v", name, l))
+		}
+	}
+	positive("Worker.Stream.PerCommit.GetRecords", st.PerCommit.GetRecords)
+	positive("Worker.Stream.PerCommit.Total", st.PerCommit.Total)
+	positive("Worker.Stream.IndexPerCommit", st.IndexPerCommit)
+	positive("Worker.Stream.IdlePerMinute.GetRecords", st.IdlePerMinute.GetRecords)
+	positive("Worker.Stream.IdlePerMinute.Total", st.IdlePerMinute.Total)
+	positive("Worker.Stream.IndexIdlePerMinute", st.IndexIdlePerMinute)
+	positive("Worker.Stream.IdleSeconds", st.IdleSeconds)
+	// The handler sees a commit after the response that carried it.
+	if st.Stream.P50Millis < st.Read.P50Millis {
+		missing = append(missing, fmt.Sprintf("Worker.Stream.Stream.P50Millis %v is below Read.P50Millis %v", st.Stream.P50Millis, st.Read.P50Millis))
+	}
 
 	c := r.Cost
 	positive("Cost.ItemBytes", c.ItemBytes)
@@ -118,7 +142,7 @@ func TestQuickRun(t *testing.T) {
 	}
 
 	md := r.Markdown()
-	for _, want := range []string{"## Performance", "### Library overhead", "### Against the original package", "### Worker", "### Cost"} {
+	for _, want := range []string{"## Performance", "### Library overhead", "### Against the original package", "### Worker", "#### Stream source", "### Cost"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md)
 		}

@@ -16,15 +16,19 @@
 //  3. Worker ([WorkerResult]): the subscription worker catching up on a
 //     backlog, as a ratio to a bare paginated index read of the same
 //     backlog, and from memory; its live lag from append to handler; its
-//     peak live heap on two backlog sizes.
+//     peak live heap on two backlog sizes; and the stream source beside the
+//     index source ([StreamResult]): both subscriptions' live lag on the
+//     same commits, and their requests per commit delivered and per idle
+//     minute.
 //  4. Cost ([CostResult]): DynamoDB requests and consumed capacity per
 //     commit written and read, against the minimum the data model allows,
 //     and the worker's requests while catching up and while idle.
 //
 // Rates come from median operation times (see [Side]). Each section creates
-// its own tables (without streams) and deletes them when done. The sizes
-// come from [Sizes]: [QuickSizes] finishes in well under a minute and serves
-// the package's test; [DefaultSizes] takes about three minutes.
+// its own tables (without streams, but for the stream source's) and deletes
+// them when done. The sizes come from [Sizes]: [QuickSizes] finishes in
+// well under a minute and serves the package's test; [DefaultSizes] takes
+// about three minutes.
 // [Report.Markdown] renders the figures for the README.
 //
 // The package starts no emulator: the caller passes an endpoint (the

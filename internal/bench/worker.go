@@ -41,6 +41,9 @@ type WorkerResult struct {
 	Live LiveResult `json:"live"`
 	// Heap is the peak live heap while catching up on two backlog sizes.
 	Heap HeapResult `json:"heap"`
+	// Stream is the stream source beside the index source: live lag and
+	// requests, on a table with a stream.
+	Stream StreamResult `json:"stream"`
 }
 
 // LiveResult is the lag from Append to the handler while commits flow.
@@ -192,6 +195,9 @@ func worker(ctx context.Context, e *env, sz Sizes) (*WorkerResult, error) {
 	}
 
 	if res.Live, err = live(ctx, e, loader, sz); err != nil {
+		return nil, err
+	}
+	if res.Stream, err = streamSection(ctx, e, sz); err != nil {
 		return nil, err
 	}
 	return res, nil
