@@ -73,11 +73,6 @@ func newHybridSource(w *Worker, s Subscription, saved string) (*hybridSource, er
 	var cp hybridCheckpoint
 	floor := store.Position{}
 	switch {
-	case saved == "" && s.Source == SourceStream && s.Start == StartNow:
-		// From the stream's latest records on; an aggregate first seen
-		// there had its earlier versions before now.
-		h.phase, h.initial = phaseStream, streamtypes.ShardIteratorTypeLatest
-		floor = s.Start.position(w.cfg.Clock())
 	case saved == "":
 		p := s.Start.position(w.cfg.Clock())
 		h.phase, h.idxStart = phaseCatchUp, indexCheckpoint{After: p, Sweep: p}
@@ -319,14 +314,36 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 			stopIdx() // the index source has ended already, or ends with ctx
 			return err
 		}
-		takeover := h.w.cfg.Clock().Add(h.s.Stream.Margin)
 		if err := h.startStream(ctx, streamCheckpoint{}, streamtypes.ShardIteratorTypeLatest); err != nil {
 			stop()
 			return err
 		}
+		h.omu.Lock()
+		positioned := h.str.positioned
+		h.omu.Unlock()
+		broken := false
+		select {
+		case <-ctx.Done():
+			stop()
+			<-h.strDone
+			return ctx.Err()
+		case err := <-idxDone:
+			<-h.strDone
+			return err
+		case err := <-h.strDone:
+			h.log.Warn("the stream failed while taking over; trying again", "subscription", h.s.Name, "err", err)
+			broken = true
+		case <-positioned:
+		}
+		if broken {
+			h.omu.Lock()
+			h.str = nil
+			h.omu.Unlock()
+			continue
+		}
+		takeover := h.w.cfg.Clock().Add(h.s.Stream.Margin)
 		h.log.Info("the stream takes over", "subscription", h.s.Name, "stream", arn)
 		tick := time.NewTicker(h.s.Index.PollMin)
-		broken := false
 		for !broken && idx.sweptTo.Load() < takeover.UnixMilli() {
 			select {
 			case <-ctx.Done():

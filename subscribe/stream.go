@@ -48,9 +48,10 @@ type recSlot struct {
 }
 
 type shardQueue struct {
-	slots []*recSlot // in read order, from the first not handled
-	base  string     // last sequence number handled with all before it
-	ended bool       // read to its end
+	slots  []*recSlot // in read order, from the first not handled
+	base   string     // last sequence number handled with all before it
+	readTo time.Time  // newest record read; the start's Resume until one is
+	ended  bool       // read to its end
 }
 
 // streamTracker follows the records the stream source read until they are
@@ -79,7 +80,7 @@ func newStreamTracker(arn string, margin time.Duration, clock func() time.Time, 
 	}
 	if start.StreamARN == arn {
 		for id, seq := range start.Shards {
-			t.shards[id] = &shardQueue{base: seq}
+			t.shards[id] = &shardQueue{base: seq, readTo: time.UnixMilli(start.Resume)}
 		}
 		t.finished = slices.Clone(start.Finished)
 	}
@@ -100,6 +101,9 @@ func (t *streamTracker) add(shard, seq string, at time.Time) *recSlot {
 	}
 	s := &recSlot{seq: seq, at: at}
 	q.slots = append(q.slots, s)
+	if at.After(q.readTo) {
+		q.readTo = at
+	}
 	if at.After(t.lastAt) {
 		t.lastAt = at
 	}
@@ -148,6 +152,23 @@ func (t *streamTracker) handled(c Commit) {
 	t.aggs[c.AggregateID] = a
 }
 
+// caughtUp records that a shard had nothing unread at time at, so that an
+// idle shard does not hold Resume back while others move. It moves the
+// shard's bound in steps of half the Margin: an idle checkpoint changes
+// seldom.
+func (t *streamTracker) caughtUp(shard string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	q := t.shards[shard]
+	if q == nil {
+		q = &shardQueue{}
+		t.shards[shard] = q
+	}
+	if at.Sub(q.readTo) >= t.margin/2 {
+		q.readTo = at
+	}
+}
+
 // ended records that a shard was read to its end.
 func (t *streamTracker) ended(shard string) {
 	t.mu.Lock()
@@ -192,6 +213,9 @@ func (t *streamTracker) checkpoint() streamCheckpoint {
 		q.slots = q.slots[i:]
 		if len(q.slots) > 0 && q.slots[0].at.UnixMilli() < cp.Resume {
 			cp.Resume = q.slots[0].at.UnixMilli()
+		}
+		if !q.ended && !q.readTo.IsZero() && q.readTo.UnixMilli() < cp.Resume {
+			cp.Resume = q.readTo.UnixMilli()
 		}
 		if q.ended && len(q.slots) == 0 {
 			t.finished = append(t.finished, id)
@@ -241,19 +265,20 @@ type heldCommit struct {
 // streamSource reads the commits table's stream. It shares its sequencer,
 // under the hybrid source's lock, with the index catch-up.
 type streamSource struct {
-	h     *hybridSource
-	arn   string
-	rd    *streamreader.Reader
-	track *streamTracker
-	start streamreader.Position
-	held  map[string][]heldCommit // under h.mu
+	h          *hybridSource
+	arn        string
+	rd         *streamreader.Reader
+	track      *streamTracker
+	start      streamreader.Position
+	held       map[string][]heldCommit // under h.mu
+	positioned chan struct{}           // closed once the first shards hold iterators
 	// holding counts the held commits, for lag reports that must not wait
 	// for h.mu (a delivery holds it while the read-ahead is full).
 	holding atomic.Int64
 }
 
 func (h *hybridSource) newStreamSource(arn string, start streamCheckpoint, initial streamtypes.ShardIteratorType) (*streamSource, error) {
-	st := &streamSource{h: h, arn: arn, track: newStreamTracker(arn, h.s.Stream.Margin, h.w.cfg.Clock, start), held: map[string][]heldCommit{}}
+	st := &streamSource{positioned: make(chan struct{}), h: h, arn: arn, track: newStreamTracker(arn, h.s.Stream.Margin, h.w.cfg.Clock, start), held: map[string][]heldCommit{}}
 	st.start = start.position()
 	if start.StreamARN != arn {
 		st.start = streamreader.Position{StreamARN: arn}
@@ -264,6 +289,8 @@ func (h *hybridSource) newStreamSource(arn string, start streamCheckpoint, initi
 		IdleMax:         h.s.Stream.IdleMax,
 		Logger:          h.log,
 		OnShardEnd:      st.track.ended,
+		OnPositioned:    func() { close(st.positioned) },
+		OnCaughtUp:      st.track.caughtUp,
 	})
 	if err != nil {
 		return nil, err
@@ -336,6 +363,11 @@ func (st *streamSource) ignored(eventName string) {
 func (st *streamSource) admit(ctx context.Context, c Commit, slot *recSlot) error {
 	agg := st.h.seq.aggs[c.AggregateID]
 	switch {
+	case agg == nil && c.Position().Compare(st.h.seq.floor) <= 0:
+		// Handled before the position the source started from (a shard
+		// read again from TRIM_HORIZON): not delivered again.
+		st.track.complete(slot)
+		return nil
 	case agg != nil && c.Version < agg.next:
 		if !st.h.catchingUp() { // while the index catches up, both read the same commits
 			for _, hk := range st.h.w.hooks.duplicate {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,6 +145,13 @@ type Options struct {
 	// Clock is the time source of pacing, rate limits and iterator age.
 	// Waits are real timers for the difference. Default time.Now.
 	Clock func() time.Time
+	// OnPositioned, if not nil, is called once every shard started after
+	// the first listing holds an iterator.
+	OnPositioned func()
+	// OnCaughtUp, if not nil, is called when a GetRecords call on an open
+	// shard made at time at returned no record: the shard held nothing
+	// unread then. Called from the shard's goroutine.
+	OnCaughtUp func(shardID string, at time.Time)
 	// Logger receives the reader's logs: shards started and ended at
 	// debug, renewed iterators and retries at info and warn. Default nil:
 	// silent.
@@ -330,17 +338,19 @@ type shardEnd struct {
 // coordinator lists the shards and starts a goroutine per shard once its
 // parent is read. Only its own goroutine touches its maps.
 type coordinator struct {
-	r        *Reader
-	pos      Position
-	resume   bool
-	emit     func(context.Context, Record) error
-	g        *errgroup.Group
-	finished map[string]bool
-	listed   map[string]types.Shard
-	order    []string
-	state    map[string]*shardState
-	ends     chan shardEnd
-	listings int
+	r                      *Reader
+	pos                    Position
+	resume                 bool
+	emit                   func(context.Context, Record) error
+	g                      *errgroup.Group
+	finished               map[string]bool
+	listed                 map[string]types.Shard
+	order                  []string
+	state                  map[string]*shardState
+	ends                   chan shardEnd
+	listings               int
+	pending                sync.WaitGroup
+	positioning, firstDone bool
 }
 
 func newCoordinator(r *Reader, pos Position, emit func(context.Context, Record) error, g *errgroup.Group) *coordinator {
@@ -368,7 +378,13 @@ func (c *coordinator) run(ctx context.Context) error {
 		if err := c.list(ctx); err != nil {
 			return err
 		}
+		first := !c.positioning
+		c.positioning = true
 		c.startReady(ctx)
+		c.firstDone = true
+		if first && c.r.opts.OnPositioned != nil {
+			go func() { c.pending.Wait(); c.r.opts.OnPositioned() }()
+		}
 		timer.Reset(c.r.opts.DescribeInterval)
 	wait:
 		for {
@@ -476,6 +492,11 @@ func (c *coordinator) startReady(ctx context.Context) {
 		c.state[id] = st
 		s := &shardReader{r: c.r, id: id, start: spec, required: required, emit: c.emit,
 			log: c.r.log.With("shard", id)}
+		if !c.firstDone {
+			c.pending.Add(1)
+			var once sync.Once
+			s.opened = func() { once.Do(c.pending.Done) }
+		}
 		s.log.Debug("streamreader: reading shard", "from", spec.String(), "parent", parent)
 		c.g.Go(func() error {
 			gone, err := s.run(ctx)

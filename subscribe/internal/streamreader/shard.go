@@ -116,6 +116,7 @@ type shardReader struct {
 	required bool
 	emit     func(context.Context, Record) error
 	log      *slog.Logger
+	opened   func() // called once its first iterator is open, if not nil
 
 	last     string    // sequence number of the last record emitted
 	iter     *string   // current shard iterator
@@ -131,7 +132,11 @@ type shardReader struct {
 // because its records had all expired (see required).
 func (s *shardReader) run(ctx context.Context) (gone bool, err error) {
 	opts := &s.r.opts
-	if end, err := s.open(ctx, s.start); err != nil || end {
+	end, err := s.open(ctx, s.start)
+	if s.opened != nil && err == nil {
+		s.opened()
+	}
+	if err != nil || end {
 		return s.fail(ctx, err)
 	}
 	for {
@@ -190,6 +195,9 @@ func (s *shardReader) run(ctx context.Context) (gone bool, err error) {
 		}
 		if out.NextShardIterator == nil {
 			return false, nil // closed, and read to its end
+		}
+		if len(out.Records) == 0 && opts.OnCaughtUp != nil {
+			opts.OnCaughtUp(s.id, issued)
 		}
 		s.iter, s.issued = out.NextShardIterator, issued
 		s.delay, s.idle = opts.nextDelay(s.delay, s.idle, len(out.Records))
