@@ -222,8 +222,8 @@ const (
 	// SourceStream reads the commits table's DynamoDB stream (see
 	// StreamOptions), resuming from its checkpoint on the stream. What the
 	// stream cannot give is read through the index first, then the stream
-	// takes over: the history a first start asks for (any Start but
-	// StartNow), and what the stream lost (records trimmed after 24 hours,
+	// takes over: a first start, from its Start point (for StartNow only
+	// the hand-over), and what the stream lost (records trimmed after 24 hours,
 	// a checkpoint older than that, a stream disabled and enabled again
 	// under a new ARN).
 	SourceStream
