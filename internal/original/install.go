@@ -10,19 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/dynamodb-event-store/eventstore/internal/cachedir"
 )
 
 // Package is the npm package this package runs, pinned to one version.
 const Package = "dynamodb-event-store@2.2.0"
-
-// cacheEnv names the environment variable that overrides the cache folder.
-const cacheEnv = "EVENTSTORE_CACHE_DIR"
-
-// completeMarker is written last into an installed folder; its presence
-// proves the folder is complete.
-const completeMarker = ".eventstore-complete"
 
 // driverName is the driver script's file name inside the installed folder.
 const driverName = "driver.js"
@@ -43,27 +37,6 @@ var driverJS []byte
 // package: "dynamodb-event-store-2.2.0".
 func installDirName() string { return strings.ReplaceAll(Package, "@", "-") }
 
-// resolveCacheDir returns dir, else $EVENTSTORE_CACHE_DIR, else
-// os.UserCacheDir()/eventstore.
-func resolveCacheDir(dir string) (string, error) {
-	if dir != "" {
-		return dir, nil
-	}
-	if dir := os.Getenv(cacheEnv); dir != "" {
-		return dir, nil
-	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("original: no cache folder (set Options.CacheDir or %s): %w", cacheEnv, err)
-	}
-	return filepath.Join(base, "eventstore"), nil
-}
-
-func isComplete(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, completeMarker))
-	return err == nil
-}
-
 // Install makes sure [Package] is installed in cacheDir (default: as in
 // Options.CacheDir) and returns the folder that holds it and the driver
 // script, CacheDir/dynamodb-event-store-2.2.0. It runs npm only when the
@@ -74,15 +47,16 @@ func isComplete(dir string) bool {
 // Errors wrap [ErrNpmNotFound] when npm is needed and missing, and include
 // npm's stderr when the install fails.
 func Install(ctx context.Context, cacheDir string) (string, error) {
-	cacheDir, err := resolveCacheDir(cacheDir)
+	cacheDir, err := cachedir.Dir(cacheDir)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("original: %w (or set Options.CacheDir)", err)
 	}
-	target := filepath.Join(cacheDir, installDirName())
-	if !isComplete(target) {
-		if err := install(ctx, cacheDir, target); err != nil {
-			return "", err
+	target, err := cachedir.Ensure(ctx, cacheDir, installDirName(), Package, nil, npmInstallInto)
+	if err != nil {
+		if !strings.HasPrefix(err.Error(), "original: ") {
+			err = fmt.Errorf("original: installing %s: %w", Package, err)
 		}
+		return "", err
 	}
 	if err := writeDriver(target); err != nil {
 		return "", err
@@ -90,56 +64,21 @@ func Install(ctx context.Context, cacheDir string) (string, error) {
 	return target, nil
 }
 
-func install(ctx context.Context, cacheDir, target string) error {
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return fmt.Errorf("original: create cache folder: %w", err)
-	}
-	unlock, err := lockFile(ctx, target+".lock")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if isComplete(target) { // installed by whoever held the lock before us
-		return nil
-	}
-	// We hold the lock: temporary folders left by a crashed install are stale.
-	tmpPattern := "." + installDirName() + ".tmp-"
-	if stale, err := filepath.Glob(filepath.Join(cacheDir, tmpPattern+"*")); err == nil {
-		for _, s := range stale {
-			_ = os.RemoveAll(s)
-		}
-	}
-	tmp, err := os.MkdirTemp(cacheDir, tmpPattern)
-	if err != nil {
-		return fmt.Errorf("original: create temporary folder: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-
+// npmInstallInto installs the package into tmp and returns tmp.
+func npmInstallInto(ctx context.Context, tmp string) (string, error) {
 	// A package.json of its own keeps npm from looking for a project in the
 	// folders above.
 	manifest := []byte(`{"name":"eventstore-original-driver","private":true,"description":"runs ` + Package + ` for tests"}` + "\n")
 	if err := os.WriteFile(filepath.Join(tmp, "package.json"), manifest, 0o644); err != nil {
-		return fmt.Errorf("original: %w", err)
+		return "", fmt.Errorf("original: %w", err)
 	}
 	if err := npmInstall(ctx, tmp); err != nil {
-		return err
+		return "", err
 	}
 	if _, err := os.Stat(filepath.Join(tmp, "node_modules", "dynamodb-event-store", "index.js")); err != nil {
-		return fmt.Errorf("original: npm install %s left no node_modules/dynamodb-event-store/index.js: %w", Package, err)
+		return "", fmt.Errorf("original: npm install %s left no node_modules/dynamodb-event-store/index.js: %w", Package, err)
 	}
-	if err := os.WriteFile(filepath.Join(tmp, completeMarker), []byte(Package+"\n"), 0o644); err != nil {
-		return fmt.Errorf("original: write marker: %w", err)
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp made it 0700
-		return fmt.Errorf("original: %w", err)
-	}
-	if err := os.RemoveAll(target); err != nil { // an incomplete folder
-		return fmt.Errorf("original: remove incomplete %s: %w", target, err)
-	}
-	if err := os.Rename(tmp, target); err != nil {
-		return fmt.Errorf("original: move installed package into place: %w", err)
-	}
-	return nil
+	return tmp, nil
 }
 
 func npmInstall(ctx context.Context, dir string) error {
@@ -189,34 +128,6 @@ func writeDriver(dir string) error {
 		return fmt.Errorf("original: write driver: %w", err)
 	}
 	return nil
-}
-
-// lockFile takes an exclusive flock on path, polling so that ctx is honoured,
-// and returns the function that releases it.
-func lockFile(ctx context.Context, path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("original: open lock file: %w", err)
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				_ = f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			_ = f.Close()
-			return nil, fmt.Errorf("original: lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			_ = f.Close()
-			return nil, fmt.Errorf("original: waiting for another process installing %s (lock %s): %w", Package, path, context.Cause(ctx))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // tail returns the last max bytes of s.
