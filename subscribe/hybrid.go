@@ -65,11 +65,10 @@ type hybridSource struct {
 	strDone  chan error
 	idxStart indexCheckpoint  // where the next catch-up starts
 	strStart streamCheckpoint // where the stream resumes
-	initial  streamtypes.ShardIteratorType
 }
 
 func newHybridSource(w *Worker, s Subscription, saved string) (*hybridSource, error) {
-	h := &hybridSource{w: w, s: s, log: w.log, origins: map[store.Position]committer{}, initial: streamtypes.ShardIteratorTypeTrimHorizon}
+	h := &hybridSource{w: w, s: s, log: w.log, origins: map[store.Position]committer{}}
 	var cp hybridCheckpoint
 	floor := store.Position{}
 	switch {
@@ -222,7 +221,7 @@ func (h *hybridSource) run(ctx context.Context, emit emitFunc) error {
 				return err
 			}
 		} else if h.str == nil {
-			if err := h.startStream(ctx, h.strStart, h.initial); err != nil {
+			if err := h.startStream(ctx, h.strStart, streamtypes.ShardIteratorTypeTrimHorizon); err != nil {
 				return err
 			}
 		}
@@ -252,7 +251,7 @@ func (h *hybridSource) run(ctx context.Context, emit emitFunc) error {
 			return ctx.Err()
 		}
 		h.omu.Lock()
-		h.strStart, h.str, h.initial = sc, nil, streamtypes.ShardIteratorTypeTrimHorizon
+		h.strStart, h.str = sc, nil
 		h.omu.Unlock()
 	}
 }

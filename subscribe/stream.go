@@ -61,7 +61,6 @@ type streamTracker struct {
 	mu       sync.Mutex
 	arn      string
 	margin   time.Duration
-	clock    func() time.Time
 	shards   map[string]*shardQueue
 	lastAt   time.Time // the newest record's approximate creation time
 	finished []string
@@ -71,7 +70,7 @@ type streamTracker struct {
 }
 
 func newStreamTracker(arn string, margin time.Duration, clock func() time.Time, start streamCheckpoint) *streamTracker {
-	t := &streamTracker{arn: arn, margin: margin, clock: clock, shards: map[string]*shardQueue{},
+	t := &streamTracker{arn: arn, margin: margin, shards: map[string]*shardQueue{},
 		byPos: map[store.Position][]*recSlot{}, aggs: map[string]handledAgg{}, ages: map[store.Position]int64{}}
 	if start.Resume > 0 {
 		t.lastAt = time.UnixMilli(start.Resume)
