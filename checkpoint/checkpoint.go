@@ -149,3 +149,70 @@ type ParkStore interface {
 	// version returns an error matching ErrInvalidArgument.
 	Unpark(ctx context.Context, subscription, aggregateID string, version int64) error
 }
+
+// RequestKind says what a Request asks of the worker that runs a
+// subscription.
+type RequestKind string
+
+// Request kinds.
+const (
+	// RequestReplay asks for an aggregate's parked commits to be handled
+	// again, in version order (subscribe.Worker.Replay).
+	RequestReplay RequestKind = "replay"
+	// RequestDiscard asks for an aggregate's parked commits to be dropped
+	// unhandled, so that its later commits are handled again.
+	RequestDiscard RequestKind = "discard"
+)
+
+// Request is an operator's request to the worker that runs a subscription,
+// about one aggregate's parked commits. Operators write it from another
+// process (eventstore parked replay); the worker polls for it, carries it
+// out in the aggregate's turn, and marks it done.
+type Request struct {
+	// Subscription and AggregateID name the parked aggregate: non-empty
+	// valid UTF-8 of at most MaxNameBytes and store.MaxAggregateIDBytes
+	// bytes.
+	Subscription, AggregateID string
+	// Kind is RequestReplay or RequestDiscard.
+	Kind RequestKind
+	// ID tells one request from a later one for the same aggregate; the
+	// store sets it when empty. At most MaxNameBytes bytes.
+	ID string
+	// RequestedAt is when the request was made, in UTC at millisecond
+	// precision; zero means now by the store's clock.
+	RequestedAt time.Time
+	// Done is set by Complete: the worker carried the request out.
+	Done bool
+	// Result is what the worker reports: "" for success, else the error
+	// that stopped it (at most MaxReasonBytes, cut as Parked.Reason is).
+	Result string
+	// Handled is how many parked commits the worker replayed or discarded.
+	Handled int
+	// CompletedAt is when Complete was called, by the store's clock.
+	CompletedAt time.Time
+}
+
+// RequestStore keeps operators' requests, one per subscription and
+// aggregate: a newer request for the same aggregate replaces an older one.
+// It is an optional ability of a ParkStore (found by type assertion).
+// Implementations are safe for concurrent use.
+type RequestStore interface {
+	// Request stores r, replacing any request for the same subscription
+	// and aggregate, and returns it with ID and RequestedAt set. Invalid
+	// input (see Request, and a Kind other than the two) returns an error
+	// matching ErrInvalidArgument before any write.
+	Request(ctx context.Context, r Request) (Request, error)
+	// Requests lists the requests of a subscription (or of all, for ""),
+	// done or not, ordered by subscription then aggregate id (byte order).
+	// Errors are yielded as Lister's are.
+	Requests(ctx context.Context, subscription string) iter.Seq2[Request, error]
+	// Complete marks the request r.ID done with r.Result and r.Handled,
+	// if it is still the aggregate's request; otherwise (replaced, or
+	// deleted) it returns an error matching ErrNotFound and changes
+	// nothing.
+	Complete(ctx context.Context, r Request) error
+	// DeleteRequest removes the request id of an aggregate; removing one
+	// that is not there (or was replaced by another id) is not an error and
+	// changes nothing.
+	DeleteRequest(ctx context.Context, subscription, aggregateID, id string) error
+}

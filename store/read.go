@@ -260,3 +260,49 @@ func (r *bucketReader) fill(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Head returns the position of the latest commit in global commit order,
+// as the commit-order index shows it now (eventually consistent: a commit
+// appended a moment ago may not be there yet), reading the last item of
+// every bucket: one Query per bucket. ok is false when the index holds no
+// commit. Errors are those of Scan: a missing table matches
+// ErrTableNotFound.
+func (s *Store) Head(ctx context.Context) (head Position, ok bool, err error) {
+	for _, b := range s.buckets {
+		key := expression.Key(AttrActive).Equal(expression.Value(b))
+		expr, err := expression.NewBuilder().WithKeyCondition(key).Build()
+		if err != nil {
+			return Position{}, false, fmt.Errorf("store: head of bucket %q: build expression: %w", b, err)
+		}
+		// Commits sharing the latest commit id come in any version order:
+		// read enough to hold a run of them and take the greatest.
+		out, err := s.api.Query(ctx, &dynamodb.QueryInput{
+			TableName:                 aws.String(s.cfg.TableName),
+			IndexName:                 aws.String(s.cfg.IndexName),
+			KeyConditionExpression:    expr.KeyCondition(),
+			ExpressionAttributeNames:  expr.Names(),
+			ExpressionAttributeValues: expr.Values(),
+			ScanIndexForward:          aws.Bool(false),
+			Limit:                     aws.Int32(headProbe),
+			ReturnConsumedCapacity:    s.capacity,
+		})
+		if err != nil {
+			return Position{}, false, fmt.Errorf("store: head of index %q bucket %q: %w", s.cfg.IndexName, b, s.callErr(err))
+		}
+		s.reportCapacity(OpScan, out.ConsumedCapacity)
+		for _, item := range out.Items {
+			var p Position
+			p.CommitID, _ = stringAttr(item, AttrCommitID)
+			p.AggregateID, _ = stringAttr(item, AttrAggregateID)
+			v, _ := numberAttr(item, AttrVersion)
+			p.Version, _ = strconv.ParseInt(v, 10, 64)
+			if !ok || p.Compare(head) > 0 {
+				head, ok = p, true
+			}
+		}
+	}
+	return head, ok, nil
+}
+
+// headProbe is how many of a bucket's latest index items Head reads.
+const headProbe = 10

@@ -68,13 +68,6 @@ func decodeIndexCheckpoint(s string) (indexCheckpoint, error) {
 	return cp, nil
 }
 
-// EncodeIndexPosition returns the checkpoint value that makes an index-mode
-// subscription resume after p; operators use it to move a subscription.
-func EncodeIndexPosition(p store.Position) string {
-	b, _ := json.Marshal(indexCheckpoint{After: p}) // a Position always marshals
-	return string(b)
-}
-
 // indexSource polls the commit-order index: a fresh cursor reads up to the
 // settle watermark, a sweep cursor re-reads Overlap behind it for late
 // arrivals, and a sequencer orders and repairs per aggregate.
