@@ -72,6 +72,11 @@ var commands = []*command{
 	appendCommand,
 	queryCommand,
 	scanCommand,
+	tailCommand,
+	workerCommand,
+	{name: "checkpoint", summary: "see and move subscriptions' checkpoints", subs: checkpointCommands},
+	{name: "parked", summary: "list, replay or discard parked commits", subs: parkedCommands},
+	localCommand,
 }
 
 // exitError carries an exit status other than 1.

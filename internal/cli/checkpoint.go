@@ -1,0 +1,4 @@
+package cli
+
+// checkpointCommands are the subcommands of "eventstore checkpoint".
+var checkpointCommands = []*command{}

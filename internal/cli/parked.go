@@ -1,0 +1,4 @@
+package cli
+
+// parkedCommands are the subcommands of "eventstore parked".
+var parkedCommands = []*command{}
