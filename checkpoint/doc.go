@@ -32,6 +32,19 @@
 // tell whether an aggregate has parked commits (and keep its order by parking
 // the later ones too) and an operator can list and replay them.
 //
+// # Operators' requests
+//
+// A [RequestStore] (an optional ability of a ParkStore) carries an
+// operator's [Request] to the worker that runs a subscription, from another
+// process: replay an aggregate's parked commits, or discard them. The
+// operator writes it with [RequestStore.Request] (a newer request for the
+// same aggregate replaces an older one); the worker polls
+// [RequestStore.Requests], carries each pending request out in the
+// aggregate's turn and marks it done with [RequestStore.Complete], which
+// fails with [ErrNotFound] if the operator replaced or deleted the request
+// meanwhile, so that a result never lands on a request it does not belong
+// to.
+//
 // # Errors
 //
 // Every error of an implementation matches one of the sentinels with

@@ -263,34 +263,16 @@ func (r *bucketReader) fill(ctx context.Context) error {
 
 // Head returns the position of the latest commit in global commit order,
 // as the commit-order index shows it now (eventually consistent: a commit
-// appended a moment ago may not be there yet), reading the last item of
-// every bucket: one Query per bucket. ok is false when the index holds no
-// commit. Errors are those of Scan: a missing table matches
-// ErrTableNotFound.
+// appended a moment ago may not be there yet), reading the last items of
+// every bucket: one Query per bucket, and more when more than a few commits
+// share a bucket's latest commit id (one aggregate's commits appended
+// within one millisecond), which the index returns in no particular version
+// order. ok is false when the index holds no commit. Errors are those of
+// Scan: a missing table matches ErrTableNotFound.
 func (s *Store) Head(ctx context.Context) (head Position, ok bool, err error) {
-	for _, b := range s.buckets {
-		key := expression.Key(AttrActive).Equal(expression.Value(b))
-		expr, err := expression.NewBuilder().WithKeyCondition(key).Build()
-		if err != nil {
-			return Position{}, false, fmt.Errorf("store: head of bucket %q: build expression: %w", b, err)
-		}
-		// Commits sharing the latest commit id come in any version order:
-		// read enough to hold a run of them and take the greatest.
-		out, err := s.api.Query(ctx, &dynamodb.QueryInput{
-			TableName:                 aws.String(s.cfg.TableName),
-			IndexName:                 aws.String(s.cfg.IndexName),
-			KeyConditionExpression:    expr.KeyCondition(),
-			ExpressionAttributeNames:  expr.Names(),
-			ExpressionAttributeValues: expr.Values(),
-			ScanIndexForward:          aws.Bool(false),
-			Limit:                     aws.Int32(headProbe),
-			ReturnConsumedCapacity:    s.capacity,
-		})
-		if err != nil {
-			return Position{}, false, fmt.Errorf("store: head of index %q bucket %q: %w", s.cfg.IndexName, b, s.callErr(err))
-		}
-		s.reportCapacity(OpScan, out.ConsumedCapacity)
-		for _, item := range out.Items {
+	consider := func(items []map[string]types.AttributeValue) string {
+		top := ""
+		for _, item := range items {
 			var p Position
 			p.CommitID, _ = stringAttr(item, AttrCommitID)
 			p.AggregateID, _ = stringAttr(item, AttrAggregateID)
@@ -299,10 +281,65 @@ func (s *Store) Head(ctx context.Context) (head Position, ok bool, err error) {
 			if !ok || p.Compare(head) > 0 {
 				head, ok = p, true
 			}
+			top = max(top, p.CommitID)
+		}
+		return top
+	}
+	for _, b := range s.buckets {
+		key := expression.Key(AttrActive).Equal(expression.Value(b))
+		out, err := s.headQuery(ctx, b, key, aws.Int32(headProbe), nil)
+		if err != nil {
+			return Position{}, false, err
+		}
+		top := consider(out.Items)
+		if len(out.LastEvaluatedKey) == 0 || len(out.Items) == 0 {
+			continue
+		}
+		if last, _ := stringAttr(out.Items[len(out.Items)-1], AttrCommitID); last != top {
+			continue
+		}
+		// Every item read shares the latest commit id, and more may: read
+		// the whole run.
+		key = key.And(expression.Key(AttrCommitID).Equal(expression.Value(top)))
+		var start map[string]types.AttributeValue
+		for {
+			out, err := s.headQuery(ctx, b, key, nil, start)
+			if err != nil {
+				return Position{}, false, err
+			}
+			consider(out.Items)
+			if start = out.LastEvaluatedKey; len(start) == 0 {
+				break
+			}
 		}
 	}
 	return head, ok, nil
 }
 
-// headProbe is how many of a bucket's latest index items Head reads.
+// headQuery reads one page of a bucket's index items under key, latest
+// first, from start.
+func (s *Store) headQuery(ctx context.Context, bucket string, key expression.KeyConditionBuilder, limit *int32, start map[string]types.AttributeValue) (*dynamodb.QueryOutput, error) {
+	expr, err := expression.NewBuilder().WithKeyCondition(key).Build()
+	if err != nil {
+		return nil, fmt.Errorf("store: head of bucket %q: build expression: %w", bucket, err)
+	}
+	out, err := s.api.Query(ctx, &dynamodb.QueryInput{
+		TableName:                 aws.String(s.cfg.TableName),
+		IndexName:                 aws.String(s.cfg.IndexName),
+		KeyConditionExpression:    expr.KeyCondition(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ScanIndexForward:          aws.Bool(false),
+		Limit:                     limit,
+		ExclusiveStartKey:         start,
+		ReturnConsumedCapacity:    s.capacity,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: head of index %q bucket %q: %w", s.cfg.IndexName, bucket, s.callErr(err))
+	}
+	s.reportCapacity(OpScan, out.ConsumedCapacity)
+	return out, nil
+}
+
+// headProbe is how many of a bucket's latest index items Head reads first.
 const headProbe = 10

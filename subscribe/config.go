@@ -116,6 +116,14 @@ type Config struct {
 	// FinalSaveTimeout bounds the last checkpoint write at stop, made with a
 	// fresh context. Default 10 s.
 	FinalSaveTimeout time.Duration
+	// RequestPoll is how often each running subscription reads its
+	// operators' requests (checkpoint.Request: replay or discard an
+	// aggregate's parked commits, written from another process) when
+	// Parking implements checkpoint.RequestStore: once at start, then every
+	// RequestPoll. With dynamocheckpoint that is one strongly consistent
+	// Query per subscription per poll. Default 2 s; a negative value turns
+	// polling off (Worker.Replay and Worker.Discard still work).
+	RequestPoll time.Duration
 }
 
 // Policy says what happens to a commit whose handler still fails after its
@@ -126,7 +134,9 @@ const (
 	// PolicyPark (the default) sets the commit aside in durable storage,
 	// with every later commit of its aggregate, in order, so that the
 	// aggregate's order is never broken; other aggregates go on. A parked
-	// aggregate is delivered again by Worker.Replay.
+	// aggregate is delivered again by Worker.Replay, or dropped by
+	// Worker.Discard; operators ask for either from another process with a
+	// checkpoint.Request (see Config.RequestPoll).
 	PolicyPark Policy = iota
 	// PolicyStop halts the subscription with a *StoppedError, reported by
 	// Run and by Health. Its checkpoint stays before the commit.
@@ -188,7 +198,13 @@ func (s Start) position(now time.Time) store.Position {
 	case 2:
 		return store.FromCommitID(s.commitID)
 	case 3:
-		return store.FromCommitID(commitIDPrefix(s.at))
+		// Commit ids have millisecond precision: a time within a
+		// millisecond starts at the next one.
+		at := s.at
+		if t := at.Truncate(time.Millisecond); !t.Equal(at) {
+			at = t.Add(time.Millisecond)
+		}
+		return store.FromCommitID(commitIDPrefix(at))
 	}
 	return store.Position{}
 }

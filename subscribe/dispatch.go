@@ -40,8 +40,11 @@ type laneItem struct {
 	replay *replayTask
 }
 
+// replayTask is a replay, or with discard a discard, of an aggregate's
+// parked commits, run in the aggregate's lane.
 type replayTask struct {
 	aggregateID string
+	discard     bool
 	done        chan replayResult
 }
 
@@ -161,8 +164,13 @@ func (d *dispatcher) runLane(ctx context.Context, l *lane) bool {
 		d.mu.Unlock()
 
 		if rt := batch[0].replay; rt != nil {
-			n, err := d.replay(ctx, rt.aggregateID)
-			rt.done <- replayResult{n, err}
+			var res replayResult
+			if rt.discard {
+				res.n, res.err = d.discard(ctx, rt.aggregateID)
+			} else {
+				res.n, res.err = d.replay(ctx, rt.aggregateID)
+			}
+			rt.done <- res
 			continue
 		}
 		commits := make([]Commit, len(batch))
@@ -231,7 +239,7 @@ func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) 
 		var skip *skipError
 		switch {
 		case errors.As(err, &skip) || r.s.Policy == PolicySkip:
-			r.log.Warn("commit skipped", "subscription", r.s.Name, "aggregate", c.AggregateID, "version", c.Version, "commitId", c.CommitID, "err", err)
+			r.log.Warn("commit skipped", "aggregate", c.AggregateID, "version", c.Version, "commitId", c.CommitID, "err", err)
 			for _, h := range r.w.hooks.skipped {
 				h.OnSkipped(r.s.Name, c, err)
 			}
@@ -267,7 +275,7 @@ func (d *dispatcher) park(ctx context.Context, c Commit, cause error, attempts i
 		if err == nil {
 			break
 		}
-		r.log.Error("parking a commit failed; retrying", "subscription", r.s.Name, "aggregate", c.AggregateID, "version", c.Version, "err", err)
+		r.log.Error("parking a commit failed; retrying", "aggregate", c.AggregateID, "version", c.Version, "err", err)
 		if !sleep(ctx, jitter(backoff)) {
 			return ctx.Err()
 		}
@@ -276,7 +284,7 @@ func (d *dispatcher) park(ctx context.Context, c Commit, cause error, attempts i
 	d.mu.Lock()
 	d.parked[c.AggregateID] = true
 	d.mu.Unlock()
-	r.log.Warn("commit parked", "subscription", r.s.Name, "aggregate", c.AggregateID, "version", c.Version, "commitId", c.CommitID, "reason", reason)
+	r.log.Warn("commit parked", "aggregate", c.AggregateID, "version", c.Version, "commitId", c.CommitID, "reason", reason)
 	for _, h := range r.w.hooks.parked {
 		h.OnParked(r.s.Name, c, cause)
 	}
@@ -349,7 +357,35 @@ func (d *dispatcher) replay(ctx context.Context, aggregateID string) (int, error
 	d.mu.Lock()
 	delete(d.parked, aggregateID)
 	d.mu.Unlock()
-	r.log.Info("parked aggregate replayed", "subscription", r.s.Name, "aggregate", aggregateID, "commits", n)
+	r.log.Info("parked aggregate replayed", "aggregate", aggregateID, "commits", n)
+	return n, nil
+}
+
+// discard drops an aggregate's parked commits unhandled, removing each from
+// the park store; when all are, the aggregate is no longer parked. It runs
+// in the aggregate's lane, as replay does. A failed removal stops it: the
+// commits not yet removed stay parked.
+func (d *dispatcher) discard(ctx context.Context, aggregateID string) (int, error) {
+	r := d.r
+	n := 0
+	first, last := int64(-1), int64(-1)
+	for p, err := range r.w.cfg.Parking.Parked(ctx, r.s.Name, aggregateID) {
+		if err != nil {
+			return n, fmt.Errorf("subscribe: discard %q of %q: list parked: %w", aggregateID, r.s.Name, err)
+		}
+		if err := r.w.cfg.Parking.Unpark(ctx, r.s.Name, aggregateID, p.Commit.Version); err != nil {
+			return n, fmt.Errorf("subscribe: discard %q of %q: unpark version %d: %w", aggregateID, r.s.Name, p.Commit.Version, err)
+		}
+		if n == 0 {
+			first = p.Commit.Version
+		}
+		last = p.Commit.Version
+		n++
+	}
+	d.mu.Lock()
+	delete(d.parked, aggregateID)
+	d.mu.Unlock()
+	r.log.Warn("parked commits discarded unhandled", "aggregate", aggregateID, "commits", n, "fromVersion", first, "toVersion", last)
 	return n, nil
 }
 
@@ -383,7 +419,7 @@ func (r *subRunner) call(ctx context.Context, commits []Commit) (int, int, error
 		for _, h := range r.w.hooks.retry {
 			h.OnRetry(r.s.Name, commits[handled], attempts, delay, err)
 		}
-		r.log.Debug("handler failed; retrying", "subscription", r.s.Name, "aggregate", commits[handled].AggregateID,
+		r.log.Debug("handler failed; retrying", "aggregate", commits[handled].AggregateID,
 			"version", commits[handled].Version, "attempt", attempts, "delay", delay, "err", err)
 		if !sleep(ctx, delay) {
 			return handled, attempts, ctx.Err()
@@ -404,7 +440,7 @@ func (r *subRunner) once(ctx context.Context, commits []Commit) (n int, err erro
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			r.log.Error("handler panicked", "subscription", r.s.Name, "aggregate", commits[0].AggregateID, "panic", p, "stack", string(debug.Stack()))
+			r.log.Error("handler panicked", "aggregate", commits[0].AggregateID, "panic", p, "stack", string(debug.Stack()))
 			n, err = 0, fmt.Errorf("subscribe: handler panicked: %v", p)
 		}
 		if !observed {

@@ -44,6 +44,18 @@
 // through the index first, then the stream takes over. SourceAuto also
 // catches up through the index at every start.
 //
+// # Parked commits
+//
+// A commit that still fails after its retries is parked (PolicyPark, the
+// default) in Config.Parking, with every later commit of its aggregate, so
+// that the aggregate's order holds while the others go on. Worker.Replay
+// hands an aggregate's parked commits to the handler again, in order;
+// Worker.Discard drops them. Both run in the aggregate's turn. An operator
+// in another process asks for either by writing a checkpoint.Request: the
+// worker that runs the subscription reads them at start and every
+// Config.RequestPoll, carries each out once, and marks it done with its
+// result and count.
+//
 // # Handlers
 //
 // A Handler takes one commit, a BatchHandler consecutive commits of one

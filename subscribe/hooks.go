@@ -3,6 +3,7 @@ package subscribe
 import (
 	"time"
 
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
 	"github.com/dynamodb-event-store/eventstore/store"
 )
 
@@ -71,6 +72,15 @@ type HookLag interface {
 	OnLag(sub string, age time.Duration, commits int)
 }
 
+// HookRequest observes an operator's request carried out by the worker
+// (see Config.RequestPoll): r is the request as completed (Handled, and
+// Result, the error's text or ""), err the error that stopped it, nil on
+// success. It is called once per request carried out, before the request
+// is marked done in the store.
+type HookRequest interface {
+	OnRequest(sub string, r checkpoint.Request, err error)
+}
+
 // HookStopped observes a subscription that stopped on an error.
 type HookStopped interface {
 	OnStopped(sub string, err error)
@@ -91,6 +101,7 @@ type hooks struct {
 	stopped    []HookStopped
 	corrupt    []HookCorrupt
 	ignored    []HookIgnoredRecord
+	request    []HookRequest
 }
 
 func newHooks(hs []any) hooks {
@@ -134,6 +145,9 @@ func newHooks(hs []any) hooks {
 		}
 		if v, ok := x.(HookIgnoredRecord); ok {
 			h.ignored = append(h.ignored, v)
+		}
+		if v, ok := x.(HookRequest); ok {
+			h.request = append(h.request, v)
 		}
 	}
 	return h

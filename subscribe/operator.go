@@ -9,25 +9,37 @@ import (
 	"github.com/dynamodb-event-store/eventstore/store"
 )
 
-// ParseStart parses a start point as operators write it: "beginning",
-// "now", a commit id (17 digits of UTC time, YYYYMMDDHHmmssSSS, optionally
-// followed by ":" and an aggregate id) or an RFC 3339 time such as
-// 2026-11-26T08:00:00Z. It returns an error matching ErrInvalidConfig for
-// anything else.
+// ParseStart parses a start point as operators write it: "beginning" (or
+// ""), "now" (either in any case), a commit id (17 digits of UTC time,
+// YYYYMMDDHHmmssSSS, optionally followed by ":" and an aggregate id) or an
+// RFC 3339 time such as 2026-11-26T08:00:00Z. Spaces around it are
+// ignored. It returns an error matching ErrInvalidConfig for anything else.
 func ParseStart(s string) (Start, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
+	s = strings.TrimSpace(s)
+	switch strings.ToLower(s) {
 	case "beginning", "":
 		return StartBeginning, nil
 	case "now":
 		return StartNow, nil
 	}
-	if _, err := store.ParseCommitIDTime(s); err == nil {
+	if isCommitID(s) {
 		return StartAtCommitID(s), nil
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return StartAtTime(t), nil
 	}
 	return Start{}, fmt.Errorf("%w: start %q: want beginning, now, a commit id (YYYYMMDDHHmmssSSS[:aggregateId]) or an RFC 3339 time", ErrInvalidConfig, s)
+}
+
+// isCommitID reports whether s is 17 digits of a valid UTC time, alone or
+// followed by ":" and the rest of a commit id.
+func isCommitID(s string) bool {
+	const digits = 17 // YYYYMMDDHHmmssSSS
+	if len(s) > digits && s[digits] != ':' {
+		return false
+	}
+	_, err := store.ParseCommitIDTime(s)
+	return err == nil
 }
 
 // CheckpointAt returns a checkpoint position from which a subscription of
@@ -57,9 +69,9 @@ type CheckpointInfo struct {
 	StreamARN        string
 	Shards, Finished int
 	// HandledBefore is a time before which every commit is handled: the
-	// time of After's commit id, or in the stream phase the resume time
-	// less margin. Zero when unknown (an empty position, or the
-	// beginning).
+	// time of After's commit id, or of the earliest pending commit's if it
+	// is earlier, or in the stream phase the resume time less margin. Zero
+	// when unknown (an empty position, or the beginning).
 	HandledBefore time.Time
 	// Aggregates counts the aggregates whose progress the checkpoint
 	// tracks.
@@ -76,6 +88,12 @@ func DescribeCheckpoint(position string, margin time.Duration) (CheckpointInfo, 
 	if margin <= 0 {
 		margin = StreamOptions{}.withDefaults().Margin
 	}
+	// Every position a source writes is a JSON object with a phase (the
+	// stream source) or an after field (the index source).
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(position), &fields); err != nil {
+		return CheckpointInfo{}, fmt.Errorf("subscribe: checkpoint %.80q is not a position: %w", position, err)
+	}
 	var h hybridCheckpoint
 	if err := json.Unmarshal([]byte(position), &h); err != nil {
 		return CheckpointInfo{}, fmt.Errorf("subscribe: checkpoint %.80q is not a position: %w", position, err)
@@ -85,10 +103,20 @@ func DescribeCheckpoint(position string, margin time.Duration) (CheckpointInfo, 
 		if t, err := store.ParseCommitIDTime(ic.After.CommitID); err == nil {
 			info.HandledBefore = t
 		}
+		// A late commit not handled yet is before After: every commit is
+		// handled only before the earliest of them.
+		for _, p := range ic.Pending {
+			if t, err := store.ParseCommitIDTime(p.CommitID); err == nil && t.Before(info.HandledBefore) {
+				info.HandledBefore = t
+			} else if err != nil {
+				info.HandledBefore = time.Time{}
+				break
+			}
+		}
 		return info
 	}
 	switch {
-	case h.Phase == "":
+	case h.Phase == "" && fields["after"] != nil:
 		ic, err := decodeIndexCheckpoint(position)
 		if err != nil {
 			return CheckpointInfo{}, err

@@ -138,16 +138,28 @@ func (r *subRunner) run(ctx context.Context) (err error) {
 		defer close(saverDone)
 		r.saveLoop(readCtx, &cp)
 	}()
+	requestsDone := make(chan struct{})
+	requests := newRequestServer(r, d)
+	go func() {
+		defer close(requestsDone)
+		if requests != nil {
+			requests.run(readCtx, handleCtx)
+		}
+	}()
 
 	<-readCtx.Done()
 	r.setState(StateStopping)
 	<-readDone
 	<-saverDone
+	<-requestsDone
 	if !d.drain(r.w.cfg.DrainTimeout) {
 		r.log.Warn("handlers still running after the drain timeout; cancelling them", "timeout", r.w.cfg.DrainTimeout)
 	}
 	cancelHandlers()
 	workers.Wait()
+	if requests != nil {
+		requests.wait()
+	}
 
 	r.mu.Lock()
 	err = r.stopErr

@@ -67,6 +67,9 @@ func NewWorker(cfg Config) (*Worker, error) {
 	if cfg.FinalSaveTimeout == 0 {
 		cfg.FinalSaveTimeout = 10 * time.Second
 	}
+	if cfg.RequestPoll == 0 {
+		cfg.RequestPoll = 2 * time.Second
+	}
 	if cfg.DrainTimeout < 0 || cfg.FinalSaveTimeout < 0 {
 		return nil, fmt.Errorf("%w: DrainTimeout and FinalSaveTimeout must be positive", ErrInvalidConfig)
 	}
@@ -151,7 +154,31 @@ func (w *Worker) Run(ctx context.Context) error {
 // commit of the aggregate is handled meanwhile. Otherwise it runs directly.
 // A commit that still fails stops the replay with its error; it and the
 // commits after it stay parked.
+//
+// It returns an error matching ErrUnknownSubscription for a name not
+// registered, ErrInvalidConfig for an empty aggregate id or a Worker
+// without Config.Parking, and ErrStopped when the subscription stopped on
+// the aggregate (PolicyStop) before its turn came.
 func (w *Worker) Replay(ctx context.Context, subscription, aggregateID string) (int, error) {
+	return w.parkedTask(ctx, "Replay", subscription, aggregateID, false)
+}
+
+// Discard drops the parked commits of one aggregate of a subscription
+// without handling them, removing each from Config.Parking; the aggregate
+// is then no longer parked, and its later commits are handled as usual. It
+// returns how many commits were discarded. Discarded commits are never
+// delivered again: use it for commits no handler will ever take.
+//
+// Like Replay, it runs in the aggregate's turn while Run runs, and directly
+// otherwise, with Replay's errors; a failed removal stops it, and the
+// commits not yet removed stay parked.
+func (w *Worker) Discard(ctx context.Context, subscription, aggregateID string) (int, error) {
+	return w.parkedTask(ctx, "Discard", subscription, aggregateID, true)
+}
+
+// parkedTask runs a replay or a discard in the aggregate's turn when the
+// subscription runs, and directly otherwise.
+func (w *Worker) parkedTask(ctx context.Context, op, subscription, aggregateID string, discard bool) (int, error) {
 	w.mu.Lock()
 	r := w.byName[subscription]
 	w.mu.Unlock()
@@ -159,13 +186,13 @@ func (w *Worker) Replay(ctx context.Context, subscription, aggregateID string) (
 		return 0, fmt.Errorf("%w: %q", ErrUnknownSubscription, subscription)
 	}
 	if aggregateID == "" {
-		return 0, fmt.Errorf("%w: Replay needs an aggregate id", ErrInvalidConfig)
+		return 0, fmt.Errorf("%w: %s needs an aggregate id", ErrInvalidConfig, op)
 	}
 	if w.cfg.Parking == nil {
 		return 0, fmt.Errorf("%w: Config.Parking is nil", ErrInvalidConfig)
 	}
 	if d := r.dispatcherIfRunning(); d != nil {
-		task := &replayTask{aggregateID: aggregateID, done: make(chan replayResult, 1)}
+		task := &replayTask{aggregateID: aggregateID, discard: discard, done: make(chan replayResult, 1)}
 		d.enqueue(laneItem{replay: task})
 		select {
 		case res := <-task.done:
@@ -175,6 +202,9 @@ func (w *Worker) Replay(ctx context.Context, subscription, aggregateID string) (
 		}
 	}
 	d := newDispatcher(r, map[string]bool{})
+	if discard {
+		return d.discard(ctx, aggregateID)
+	}
 	return d.replay(ctx, aggregateID)
 }
 

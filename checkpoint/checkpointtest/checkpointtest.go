@@ -44,6 +44,13 @@ func Run(t *testing.T, newStores func(t *testing.T) (checkpoint.Store, checkpoin
 		{"ParkedEarlyBreak", testParkedEarlyBreak},
 		{"InvalidInput", testInvalidInput},
 		{"CancelledContext", testCancelledContext},
+		{"RequestReplaces", testRequestReplaces},
+		{"RequestOrdering", testRequestOrdering},
+		{"RequestComplete", testRequestComplete},
+		{"RequestDelete", testRequestDelete},
+		{"RequestRaces", testRequestRaces},
+		{"RequestInvalidInput", testRequestInvalidInput},
+		{"RequestCancelledContext", testRequestCancelledContext},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

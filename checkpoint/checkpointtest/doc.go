@@ -1,8 +1,9 @@
 // Package checkpointtest is the conformance suite every implementation of
 // checkpoint.Store and checkpoint.ParkStore passes: one set of tests for
 // the promises package checkpoint documents (fencing, atomic claims,
-// ordering, idempotent parking, complete reads, input rules), run against
-// the in-memory and the DynamoDB implementations alike.
+// ordering, idempotent parking, requests replaced and completed atomically,
+// complete reads, input rules), run against the in-memory and the DynamoDB
+// implementations alike.
 //
 // An implementation's tests call [Run]:
 //
@@ -13,6 +14,7 @@
 //		})
 //	}
 //
-// The optional abilities (checkpoint.Lister, checkpoint.Setter) are tested
-// when the Store has them and reported as skipped otherwise.
+// The optional abilities (checkpoint.Lister and checkpoint.Setter of the
+// Store, checkpoint.RequestStore of the ParkStore) are tested when the
+// stores have them and reported as skipped otherwise.
 package checkpointtest

@@ -202,7 +202,7 @@ func (s *Store) List(ctx context.Context, subscription string) iter.Seq2[checkpo
 			s.listSubscription(ctx, subscription, yield)
 			return
 		}
-		subs, err := s.subscriptions(ctx)
+		subs, err := s.subscriptions(ctx, "list", checkpointPrefix)
 		if err != nil {
 			yield(checkpoint.Checkpoint{}, err)
 			return
@@ -246,15 +246,16 @@ func (s *Store) listSubscription(ctx context.Context, subscription string, yield
 	return true
 }
 
-// subscriptions returns the names of every subscription with a checkpoint,
-// sorted, from a Scan of the table's keys.
-func (s *Store) subscriptions(ctx context.Context) ([]string, error) {
+// subscriptions returns the names of every subscription with an item whose
+// partition key is prefix and the name, sorted, from a Scan of the table's
+// keys. op names the caller in errors.
+func (s *Store) subscriptions(ctx context.Context, op, prefix string) ([]string, error) {
 	expr, err := expression.NewBuilder().
-		WithFilter(expression.Name(AttrPK).BeginsWith(checkpointPrefix)).
+		WithFilter(expression.Name(AttrPK).BeginsWith(prefix)).
 		WithProjection(expression.NamesList(expression.Name(AttrPK))).
 		Build()
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: list: build expression: %w", err)
+		return nil, fmt.Errorf("checkpoint: %s: build expression: %w", op, err)
 	}
 	p := dynamodb.NewScanPaginator(s.api, &dynamodb.ScanInput{
 		TableName:                 aws.String(s.cfg.TableName),
@@ -268,11 +269,11 @@ func (s *Store) subscriptions(ctx context.Context) ([]string, error) {
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("checkpoint: list: scan %s: %w", s.cfg.TableName, err)
+			return nil, fmt.Errorf("checkpoint: %s: scan %s: %w", op, s.cfg.TableName, err)
 		}
 		for _, item := range page.Items {
 			if pk, ok := item[AttrPK].(*types.AttributeValueMemberS); ok {
-				if sub, ok := strings.CutPrefix(pk.Value, checkpointPrefix); ok && sub != "" {
+				if sub, ok := strings.CutPrefix(pk.Value, prefix); ok && sub != "" {
 					seen[sub] = true
 				}
 			}

@@ -1,14 +1,15 @@
-// Package dynamocheckpoint keeps checkpoints and parked commits in one
-// Amazon DynamoDB table. [Store] implements checkpoint.Store,
-// checkpoint.Lister, checkpoint.Setter and checkpoint.ParkStore, and passes
-// the conformance suite checkpoint/checkpointtest.
+// Package dynamocheckpoint keeps checkpoints, parked commits and operators'
+// requests in one Amazon DynamoDB table. [Store] implements
+// checkpoint.Store, checkpoint.Lister, checkpoint.Setter,
+// checkpoint.ParkStore and checkpoint.RequestStore, and passes the
+// conformance suite checkpoint/checkpointtest.
 //
 // # Table
 //
 // One table (default name eventstoreCheckpoints) with generic keys pk (S,
 // hash) and sk (S, range), on-demand billing by default; [TableDefinition]
 // is its one definition, and [CreateTable], [DescribeTable] and
-// [DeleteTable] manage it. It holds two kinds of items:
+// [DeleteTable] manage it. It holds three kinds of items:
 //
 //   - a checkpoint: pk "cp#"+subscription, sk "u#"+unit, with the
 //     attributes position (S, absent when empty), owner (S, absent when no
@@ -24,10 +25,16 @@
 //     aggregate id the store accepts. The commit is kept in the attributes
 //     aggregateId (S), version (N), commitId (S), committedAt (N) and events
 //     (S), with reason (S), attempts (N) and parkedAt (N, Unix
-//     milliseconds).
+//     milliseconds);
+//   - an operator's request: pk "req#"+subscription, sk the aggregate id
+//     as it is (so a subscription's requests are one Query, in aggregate id
+//     order), with requestId (S), kind (S, "replay" or "discard"),
+//     requestedAt (N, Unix milliseconds), done (BOOL), handled (N), and once
+//     done completedAt (N, Unix milliseconds) and result (S, absent when
+//     empty).
 //
-// Each subscription's checkpoints and parked commits are one partition
-// each, so subscriptions do not contend with each other.
+// Each subscription's checkpoints, parked commits and requests are one
+// partition each, so subscriptions do not contend with each other.
 //
 // # Calls
 //
@@ -46,6 +53,13 @@
 //     Queries each subscription in order: an operator's call, not one for
 //     a hot path.
 //   - Park is one PutItem, Unpark one DeleteItem.
+//   - Request is one PutItem (replacing the aggregate's earlier request);
+//     Complete is one UpdateItem and DeleteRequest one DeleteItem, each
+//     conditional on the item's requestId. Requests of one subscription is
+//     a strongly consistent Query, every page (what a worker polls: about
+//     one read unit per poll while there are few requests); Requests of
+//     every subscription first Scans the table for the names of the
+//     subscriptions with requests, as List of every subscription does.
 //
 // An item that does not decode (written by hand, or by another program) is
 // reported as a *DecodeError naming its key, matching ErrCorruptItem.

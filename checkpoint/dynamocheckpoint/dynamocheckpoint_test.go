@@ -218,13 +218,16 @@ func TestCorruptItemsAreReportedWithTheirKey(t *testing.T) {
 }
 
 // TestListAllSkipsParkedCommits checks that listing every subscription's
-// checkpoints does not take the partitions of parked commits for
-// subscriptions.
+// checkpoints does not take the partitions of parked commits or requests
+// for subscriptions.
 func TestListAllSkipsParkedCommits(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t, dynamocheckpoint.Config{})
 	ctx := t.Context()
 	if err := s.Park(ctx, checkpoint.Parked{Subscription: "parked-only", Commit: store.Commit{AggregateID: "a", Events: []byte(`[1]`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Request(ctx, checkpoint.Request{Subscription: "requested-only", AggregateID: "a", Kind: checkpoint.RequestReplay}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Claim(ctx, checkpoint.Key{Subscription: "s"}, "w"); err != nil {
@@ -317,5 +320,69 @@ func TestParkedReadsEveryPage(t *testing.T) {
 	}
 	if n != 60 || counter.queries.Load() < 2 {
 		t.Errorf("read %d commits in %d pages, want 60 in 2 or more", n, counter.queries.Load())
+	}
+}
+
+// TestCorruptRequestIsReportedWithItsKey writes request items by hand with
+// attributes of the wrong type: Requests yields an error naming each and
+// goes on past them, and Complete of a good one still works.
+func TestCorruptRequestIsReportedWithItsKey(t *testing.T) {
+	t.Parallel()
+	s, client := setup(t, dynamocheckpoint.Config{})
+	ctx := t.Context()
+	good, err := s.Request(ctx, checkpoint.Request{Subscription: "sub", AggregateID: "b", Kind: checkpoint.RequestDiscard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, client, s, map[string]types.AttributeValue{"pk": str("req#sub"), "sk": str("a"), "requestId": str("r1"), "kind": str("replay"), "requestedAt": str("yesterday")})
+	put(t, client, s, map[string]types.AttributeValue{"pk": str("req#sub"), "sk": str("c"), "requestId": str("r2"), "kind": str("replay"), "requestedAt": num("1"), "done": str("yes")})
+	put(t, client, s, map[string]types.AttributeValue{"pk": str("req#sub"), "sk": str("d"), "kind": str("replay"), "requestedAt": num("1")})
+	var errs []error
+	var aggs []string
+	for r, err := range s.Requests(ctx, "sub") {
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		aggs = append(aggs, r.AggregateID)
+	}
+	wantAttrs := []string{"requestedAt", "done", "requestId"}
+	if len(errs) != len(wantAttrs) || !slices.Equal(aggs, []string{"b"}) {
+		t.Fatalf("Requests yielded errors %v and aggregates %q, want %d errors and aggregate b", errs, aggs, len(wantAttrs))
+	}
+	for i, err := range errs {
+		var de *dynamocheckpoint.DecodeError
+		if !errors.As(err, &de) || !errors.Is(err, dynamocheckpoint.ErrCorruptItem) || de.PK != "req#sub" || de.Attribute != wantAttrs[i] {
+			t.Errorf("error %d: %v, want a DecodeError of pk req#sub on %s", i, err, wantAttrs[i])
+		}
+	}
+	good.Handled = 4
+	if err := s.Complete(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCompleteSaysWhy checks that the ErrNotFound of Complete tells a
+// replaced request from a deleted one.
+func TestCompleteSaysWhy(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t, dynamocheckpoint.Config{})
+	ctx := t.Context()
+	old, err := s.Request(ctx, checkpoint.Request{Subscription: "sub", AggregateID: "a", Kind: checkpoint.RequestReplay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer, err := s.Request(ctx, checkpoint.Request{Subscription: "sub", AggregateID: "a", Kind: checkpoint.RequestReplay, ID: "second"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complete(ctx, old); !errors.Is(err, checkpoint.ErrNotFound) || !strings.Contains(err.Error(), `replaced by request "second"`) {
+		t.Errorf("Complete of a replaced request = %v, want ErrNotFound naming the newer request", err)
+	}
+	if err := s.DeleteRequest(ctx, "sub", "a", newer.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complete(ctx, newer); !errors.Is(err, checkpoint.ErrNotFound) || !strings.Contains(err.Error(), "(deleted)") {
+		t.Errorf("Complete of a deleted request = %v, want ErrNotFound saying deleted", err)
 	}
 }

@@ -35,6 +35,17 @@ const (
 	AttrReason      = "reason"
 	AttrAttempts    = "attempts"
 	AttrParkedAt    = "parkedAt"
+
+	// Request items: the request's facts; the aggregate id is the sort
+	// key. Result and CompletedAt are absent until the request is done;
+	// Result stays absent when empty.
+	AttrRequestID   = "requestId"
+	AttrKind        = "kind"
+	AttrRequestedAt = "requestedAt"
+	AttrDone        = "done"
+	AttrResult      = "result"
+	AttrHandled     = "handled"
+	AttrCompletedAt = "completedAt"
 )
 
 // Key prefixes.
@@ -42,6 +53,7 @@ const (
 	checkpointPrefix = "cp#"
 	unitPrefix       = "u#"
 	parkedPrefix     = "park#"
+	requestPrefix    = "req#"
 )
 
 // DynamoDB limits checked before writing.
@@ -187,6 +199,18 @@ func (d *decoder) str(name string, required bool) string {
 	return ""
 }
 
+// bool returns a boolean attribute; a missing one is false.
+func (d *decoder) bool(name string) bool {
+	switch v := d.item[name].(type) {
+	case *types.AttributeValueMemberBOOL:
+		return v.Value
+	case nil:
+	default:
+		d.fail(name, fmt.Errorf("is a %s, want a boolean", typeName(v)))
+	}
+	return false
+}
+
 // int returns an integer attribute; a missing one is 0 unless required.
 func (d *decoder) int(name string, required bool) int64 {
 	switch v := d.item[name].(type) {
@@ -302,4 +326,52 @@ func decodeParked(item map[string]types.AttributeValue) (checkpoint.Parked, erro
 		return checkpoint.Parked{}, d.err
 	}
 	return p, nil
+}
+
+func requestKey(subscription, aggregateID string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		AttrPK: &types.AttributeValueMemberS{Value: requestPrefix + subscription},
+		AttrSK: &types.AttributeValueMemberS{Value: aggregateID},
+	}
+}
+
+// encodeRequest returns the item of a new request (not done).
+func encodeRequest(r checkpoint.Request) map[string]types.AttributeValue {
+	item := requestKey(r.Subscription, r.AggregateID)
+	item[AttrRequestID] = &types.AttributeValueMemberS{Value: r.ID}
+	item[AttrKind] = &types.AttributeValueMemberS{Value: string(r.Kind)}
+	item[AttrRequestedAt] = number(r.RequestedAt.UnixMilli())
+	item[AttrDone] = &types.AttributeValueMemberBOOL{Value: false}
+	item[AttrHandled] = number(0)
+	return item
+}
+
+// decodeRequest turns a request item into a Request, or a *DecodeError
+// naming its key. A kind other than the two is decoded as it is, for the
+// worker to report.
+func decodeRequest(item map[string]types.AttributeValue) (checkpoint.Request, error) {
+	d := decoder{item: item}
+	var r checkpoint.Request
+	pk, sk := d.str(AttrPK, true), d.str(AttrSK, true)
+	if d.err == nil {
+		sub, ok := strings.CutPrefix(pk, requestPrefix)
+		if !ok || sub == "" {
+			d.fail(AttrPK, fmt.Errorf("want %q and a subscription", requestPrefix))
+		}
+		r.Subscription, r.AggregateID = sub, sk
+	}
+	r.ID = d.str(AttrRequestID, true)
+	r.Kind = checkpoint.RequestKind(d.str(AttrKind, true))
+	r.RequestedAt = d.millis(AttrRequestedAt, true)
+	r.Done = d.bool(AttrDone)
+	r.Result = d.str(AttrResult, false)
+	r.Handled = int(d.int(AttrHandled, false))
+	r.CompletedAt = d.millis(AttrCompletedAt, false)
+	if d.err == nil && r.ID == "" {
+		d.fail(AttrRequestID, errors.New("empty"))
+	}
+	if d.err != nil {
+		return checkpoint.Request{}, d.err
+	}
+	return r, nil
 }

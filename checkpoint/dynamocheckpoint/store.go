@@ -19,25 +19,26 @@ type GetItemAPI interface {
 	GetItem(ctx context.Context, params *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 }
 
-// UpdateItemAPI is the DynamoDB UpdateItem call Claim, Save, Set and
-// Release make.
+// UpdateItemAPI is the DynamoDB UpdateItem call Claim, Save, Set, Release
+// and Complete make.
 type UpdateItemAPI interface {
 	UpdateItem(ctx context.Context, params *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 }
 
-// PutItemAPI is the DynamoDB PutItem call Park makes.
+// PutItemAPI is the DynamoDB PutItem call Park and Request make.
 type PutItemAPI interface {
 	PutItem(ctx context.Context, params *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 }
 
-// DeleteItemAPI is the DynamoDB DeleteItem call Unpark makes.
+// DeleteItemAPI is the DynamoDB DeleteItem call Unpark and DeleteRequest
+// make.
 type DeleteItemAPI interface {
 	DeleteItem(ctx context.Context, params *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 }
 
-// API is every DynamoDB call a Store makes: the above, Query (List and
-// Parked) and Scan (List of every subscription). *dynamodb.Client
-// implements it.
+// API is every DynamoDB call a Store makes: the above, Query (List, Parked
+// and Requests) and Scan (List and Requests of every subscription).
+// *dynamodb.Client implements it.
 type API interface {
 	GetItemAPI
 	UpdateItemAPI
@@ -54,6 +55,8 @@ var (
 	_ checkpoint.Lister    = (*Store)(nil)
 	_ checkpoint.Setter    = (*Store)(nil)
 	_ checkpoint.ParkStore = (*Store)(nil)
+
+	_ checkpoint.RequestStore = (*Store)(nil)
 )
 
 // Config configures a Store. The zero value uses the table
@@ -62,8 +65,10 @@ type Config struct {
 	// TableName is the checkpoints table: 3 to 255 characters. Default
 	// DefaultTableName.
 	TableName string
-	// Clock gives the times stored as updatedAt (Save, Set) and parkedAt
-	// (Park, when Parked.ParkedAt is zero), kept at millisecond precision.
+	// Clock gives the times stored as updatedAt (Save, Set), parkedAt
+	// (Park, when Parked.ParkedAt is zero), requestedAt (Request, when
+	// Request.RequestedAt is zero) and completedAt (Complete), kept at
+	// millisecond precision.
 	// Default time.Now. It may be called from several goroutines at once.
 	Clock func() time.Time
 }
@@ -85,7 +90,8 @@ func (c Config) validate() error {
 	return nil
 }
 
-// Store keeps checkpoints and parked commits in a DynamoDB table. It is safe
+// Store keeps checkpoints, parked commits and operators' requests in a
+// DynamoDB table. It is safe
 // for concurrent use.
 type Store struct {
 	api API

@@ -116,6 +116,13 @@ func TestBadInputMakesNoCall(t *testing.T) {
 		"Parked":          func() error { return firstErr(s.Parked(ctx, "", "")) },
 		"List not UTF-8":  func() error { return firstErr(s.List(ctx, "\xff")) },
 		"Parked not UTF8": func() error { return firstErr(s.Parked(ctx, "s", "\xff")) },
+		"Request": func() error {
+			_, err := s.Request(ctx, checkpoint.Request{Subscription: "s", AggregateID: "a"})
+			return err
+		},
+		"Requests":      func() error { return firstErr(s.Requests(ctx, "\xff")) },
+		"Complete":      func() error { return s.Complete(ctx, checkpoint.Request{Subscription: "s", AggregateID: "a"}) },
+		"DeleteRequest": func() error { return s.DeleteRequest(ctx, "s", "", "id") },
 	} {
 		err := call()
 		if !errors.Is(err, checkpoint.ErrInvalidArgument) {

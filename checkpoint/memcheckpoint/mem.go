@@ -20,19 +20,24 @@ var (
 	_ checkpoint.Lister    = (*Mem)(nil)
 	_ checkpoint.Setter    = (*Mem)(nil)
 	_ checkpoint.ParkStore = (*Mem)(nil)
+
+	_ checkpoint.RequestStore = (*Mem)(nil)
 )
 
 // Mem is an in-memory checkpoint.Store, checkpoint.Lister,
-// checkpoint.Setter and checkpoint.ParkStore. It is safe for concurrent
-// use; every method is atomic. Methods return ctx.Err() when ctx is done
-// before they start.
+// checkpoint.Setter, checkpoint.ParkStore and checkpoint.RequestStore. It
+// is safe for concurrent use; every method is atomic. Methods return
+// ctx.Err() when ctx is done before they start.
 type Mem struct {
 	clock func() time.Time
 
 	mu     sync.Mutex
 	cps    map[checkpoint.Key]checkpoint.Checkpoint
 	parked map[parkKey]checkpoint.Parked
+	reqs   map[reqKey]checkpoint.Request
 }
+
+type reqKey struct{ subscription, aggregateID string }
 
 type parkKey struct {
 	subscription, aggregateID string
@@ -42,8 +47,8 @@ type parkKey struct {
 // New returns an empty Mem on the system clock.
 func New() *Mem { return NewWithClock(nil) }
 
-// NewWithClock returns an empty Mem whose UpdatedAt and ParkedAt times come
-// from clock (nil means time.Now). clock may be called from several
+// NewWithClock returns an empty Mem whose UpdatedAt, ParkedAt, RequestedAt
+// and CompletedAt times come from clock (nil means time.Now). clock may be called from several
 // goroutines at once.
 func NewWithClock(clock func() time.Time) *Mem {
 	if clock == nil {
@@ -53,6 +58,7 @@ func NewWithClock(clock func() time.Time) *Mem {
 		clock:  clock,
 		cps:    make(map[checkpoint.Key]checkpoint.Checkpoint),
 		parked: make(map[parkKey]checkpoint.Parked),
+		reqs:   make(map[reqKey]checkpoint.Request),
 	}
 }
 
@@ -288,5 +294,107 @@ func (m *Mem) Unpark(ctx context.Context, subscription, aggregateID string, vers
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.parked, parkKey{subscription, aggregateID, version})
+	return nil
+}
+
+// Request stores r, replacing any request for the same subscription and
+// aggregate, and returns it with ID (32 random hexadecimal digits, when
+// empty) and RequestedAt set; see checkpoint.RequestStore. Done, Result,
+// Handled and CompletedAt are cleared.
+func (m *Mem) Request(ctx context.Context, r checkpoint.Request) (checkpoint.Request, error) {
+	if err := ctx.Err(); err != nil {
+		return checkpoint.Request{}, err
+	}
+	r, err := input.Request(r, m.clock, input.NewRequestID)
+	if err != nil {
+		return checkpoint.Request{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reqs[reqKey{r.Subscription, r.AggregateID}] = r
+	return r, nil
+}
+
+// Requests lists the requests of one subscription, or of all when
+// subscription is "", ordered by subscription then aggregate id; see
+// checkpoint.RequestStore. It yields a snapshot taken when iteration
+// starts.
+func (m *Mem) Requests(ctx context.Context, subscription string) iter.Seq2[checkpoint.Request, error] {
+	return func(yield func(checkpoint.Request, error) bool) {
+		if err := ctx.Err(); err != nil {
+			yield(checkpoint.Request{}, err)
+			return
+		}
+		if err := input.Requests(subscription); err != nil {
+			yield(checkpoint.Request{}, err)
+			return
+		}
+		m.mu.Lock()
+		var out []checkpoint.Request
+		for k, r := range m.reqs {
+			if subscription == "" || k.subscription == subscription {
+				out = append(out, r)
+			}
+		}
+		m.mu.Unlock()
+		slices.SortFunc(out, func(a, b checkpoint.Request) int {
+			return cmp.Or(strings.Compare(a.Subscription, b.Subscription), strings.Compare(a.AggregateID, b.AggregateID))
+		})
+		for _, r := range out {
+			if err := ctx.Err(); err != nil {
+				yield(checkpoint.Request{}, err)
+				return
+			}
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Complete marks the request r.ID done with r.Result and r.Handled if it is
+// still its aggregate's request, and otherwise returns an error matching
+// checkpoint.ErrNotFound; see checkpoint.RequestStore. CompletedAt is set
+// by the clock.
+func (m *Mem) Complete(ctx context.Context, r checkpoint.Request) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r, err := input.Completion(r)
+	if err != nil {
+		return err
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := reqKey{r.Subscription, r.AggregateID}
+	cur, ok := m.reqs[k]
+	if !ok || cur.ID != r.ID {
+		return fmt.Errorf("%w: request %q of subscription %q aggregate %q (replaced or deleted)", checkpoint.ErrNotFound, r.ID, r.Subscription, r.AggregateID)
+	}
+	cur.Done, cur.Result, cur.Handled, cur.CompletedAt = true, r.Result, r.Handled, now
+	m.reqs[k] = cur
+	return nil
+}
+
+// DeleteRequest removes the request id of an aggregate if it is still
+// there; see checkpoint.RequestStore. An empty subscription, aggregate id
+// or id returns an error matching checkpoint.ErrInvalidArgument.
+func (m *Mem) DeleteRequest(ctx context.Context, subscription, aggregateID, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := input.RequestKey(subscription, aggregateID); err != nil {
+		return err
+	}
+	if err := input.RequestID(id, true); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := reqKey{subscription, aggregateID}
+	if cur, ok := m.reqs[k]; ok && cur.ID == id {
+		delete(m.reqs, k)
+	}
 	return nil
 }

@@ -21,32 +21,34 @@
 // Every name starts with the namespace, "eventstore" unless WithNamespace
 // sets another. Durations are in seconds. The label subscription is the
 // subscription's name; operation is a store.Operation (Append, AppendAll,
-// Query, Scan); resource is the name of a table or of an index.
+// Query, Scan); resource is the name of a table or of an index; kind is a
+// checkpoint.RequestKind (replay, discard) and result is ok or error.
 //
-//	name                                                   type       labels               meaning
-//	eventstore_subscription_commits_handled_total          counter    subscription         commits handled successfully by the handler
-//	eventstore_subscription_events_handled_total           counter    subscription         events carried by those commits
-//	eventstore_subscription_handler_duration_seconds       histogram  subscription         duration of each handler call, successful or not (_count: calls)
-//	eventstore_subscription_handler_errors_total           counter    subscription         handler calls that returned an error or panicked
-//	eventstore_subscription_retries_total                  counter    subscription         retries of a failed handler call
-//	eventstore_subscription_parked_commits_total           counter    subscription         commits set aside by PolicyPark
-//	eventstore_subscription_skipped_commits_total          counter    subscription         commits skipped by PolicySkip or by Skip
-//	eventstore_subscription_late_arrivals_total            counter    subscription         commits that became visible after the source read past them, delivered late
-//	eventstore_subscription_gap_repairs_total              counter    subscription         per-aggregate version gaps found and repaired
-//	eventstore_subscription_gap_repair_commits_total       counter    subscription         commits fetched from the table to fill those gaps
-//	eventstore_subscription_duplicates_total               counter    subscription         commits dropped as already delivered
-//	eventstore_subscription_polls_total                    counter    subscription         polls of the source, successful or not
-//	eventstore_subscription_poll_duration_seconds          histogram  subscription         duration of each poll
-//	eventstore_subscription_poll_errors_total              counter    subscription         polls that failed
-//	eventstore_subscription_commits_read_total             counter    subscription         commits read by polls
-//	eventstore_subscription_checkpoint_writes_total        counter    subscription         checkpoint writes attempted, successful or not
-//	eventstore_subscription_checkpoint_write_errors_total  counter    subscription         checkpoint writes that failed
-//	eventstore_subscription_lag_seconds                    gauge      subscription         age of the oldest commit read but not yet handled; 0 when caught up
-//	eventstore_subscription_lag_commits                    gauge      subscription         commits read but not yet handled
-//	eventstore_subscription_stopped                        gauge      subscription         1 once the subscription stopped on an error; 0 again at its next poll
-//	eventstore_subscription_corrupt_items_total            counter    subscription         items of the commits table that are not well-formed commits, passed over
-//	eventstore_subscription_stream_records_ignored_total   counter    subscription         stream records passed over: not an insert of a commit (MODIFY, REMOVE, other items)
-//	eventstore_store_consumed_capacity_units_total         counter    operation, resource  DynamoDB capacity units consumed by store calls, per table and per index
+//	name                                                   type       labels                      meaning
+//	eventstore_subscription_commits_handled_total          counter    subscription                commits handled successfully by the handler
+//	eventstore_subscription_events_handled_total           counter    subscription                events carried by those commits
+//	eventstore_subscription_handler_duration_seconds       histogram  subscription                duration of each handler call, successful or not (_count: calls)
+//	eventstore_subscription_handler_errors_total           counter    subscription                handler calls that returned an error or panicked
+//	eventstore_subscription_retries_total                  counter    subscription                retries of a failed handler call
+//	eventstore_subscription_parked_commits_total           counter    subscription                commits set aside by PolicyPark
+//	eventstore_subscription_skipped_commits_total          counter    subscription                commits skipped by PolicySkip or by Skip
+//	eventstore_subscription_late_arrivals_total            counter    subscription                commits that became visible after the source read past them, delivered late
+//	eventstore_subscription_gap_repairs_total              counter    subscription                per-aggregate version gaps found and repaired
+//	eventstore_subscription_gap_repair_commits_total       counter    subscription                commits fetched from the table to fill those gaps
+//	eventstore_subscription_duplicates_total               counter    subscription                commits dropped as already delivered
+//	eventstore_subscription_polls_total                    counter    subscription                polls of the source, successful or not
+//	eventstore_subscription_poll_duration_seconds          histogram  subscription                duration of each poll
+//	eventstore_subscription_poll_errors_total              counter    subscription                polls that failed
+//	eventstore_subscription_commits_read_total             counter    subscription                commits read by polls
+//	eventstore_subscription_checkpoint_writes_total        counter    subscription                checkpoint writes attempted, successful or not
+//	eventstore_subscription_checkpoint_write_errors_total  counter    subscription                checkpoint writes that failed
+//	eventstore_subscription_lag_seconds                    gauge      subscription                age of the oldest commit read but not yet handled; 0 when caught up
+//	eventstore_subscription_lag_commits                    gauge      subscription                commits read but not yet handled
+//	eventstore_subscription_stopped                        gauge      subscription                1 once the subscription stopped on an error; 0 again at its next poll
+//	eventstore_subscription_corrupt_items_total            counter    subscription                items of the commits table that are not well-formed commits, passed over
+//	eventstore_subscription_stream_records_ignored_total   counter    subscription                stream records passed over: not an insert of a commit (MODIFY, REMOVE, other items)
+//	eventstore_subscription_requests_total                 counter    subscription, kind, result  operators' requests carried out (kind replay or discard; result ok, or error when it failed)
+//	eventstore_store_consumed_capacity_units_total         counter    operation, resource         DynamoDB capacity units consumed by store calls, per table and per index
 //
 // A subscription's series appear when its first hook is called, or at New
 // for the subscriptions named with WithSubscriptions. The lag gauges are

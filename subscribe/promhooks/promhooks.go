@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
 	"github.com/dynamodb-event-store/eventstore/store"
 	"github.com/dynamodb-event-store/eventstore/subscribe"
 )
@@ -35,6 +36,14 @@ const (
 	labelSubscription = "subscription"
 	labelOperation    = "operation"
 	labelResource     = "resource"
+	labelKind         = "kind"
+	labelResult       = "result"
+)
+
+// Values of the label result.
+const (
+	resultOK    = "ok"
+	resultError = "error"
 )
 
 // unknownResource labels capacity DynamoDB reported without a table name.
@@ -71,7 +80,8 @@ func WithPollBuckets(b ...float64) Option {
 }
 
 // WithSubscriptions creates the series of the named subscriptions at zero
-// (every counter and histogram, and the stopped gauge), so that they are
+// (every counter and histogram, with requests_total for both kinds and
+// both results, and the stopped gauge), so that they are
 // exported before anything happens and rate() sees their first increase.
 // The lag gauges are created by the first OnLag only. Default: none; a
 // subscription's series appear as its hooks are first called.
@@ -106,6 +116,7 @@ type Metrics struct {
 	stopped           *prometheus.GaugeVec
 	corrupt           *prometheus.CounterVec
 	ignoredRecords    *prometheus.CounterVec
+	requests          *prometheus.CounterVec
 	consumedCapacity  *prometheus.CounterVec
 	collectors        []prometheus.Collector
 	subscriptionInits []func(sub string)
@@ -127,6 +138,7 @@ var (
 	_ subscribe.HookStopped       = (*Metrics)(nil)
 	_ subscribe.HookCorrupt       = (*Metrics)(nil)
 	_ subscribe.HookIgnoredRecord = (*Metrics)(nil)
+	_ subscribe.HookRequest       = (*Metrics)(nil)
 
 	_ = store.Config{ConsumedCapacity: (*Metrics)(nil).ConsumedCapacity}
 )
@@ -210,6 +222,18 @@ func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 	m.subscriptionInits = append(m.subscriptionInits, func(s string) { m.stopped.WithLabelValues(s).Set(0) })
 	m.corrupt = counter("corrupt_items_total", "Items of the commits table that are not well-formed commits, passed over.")
 	m.ignoredRecords = counter("stream_records_ignored_total", "Stream records passed over: not an insert of a commit (MODIFY, REMOVE, other items).")
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: o.namespace, Subsystem: subsys, Name: "requests_total",
+		Help: "Operators' requests (replay or discard an aggregate's parked commits) carried out, by kind and result (ok or error).",
+	}, []string{labelSubscription, labelKind, labelResult})
+	m.collectors = append(m.collectors, m.requests)
+	m.subscriptionInits = append(m.subscriptionInits, func(s string) {
+		for _, kind := range []checkpoint.RequestKind{checkpoint.RequestReplay, checkpoint.RequestDiscard} {
+			for _, result := range []string{resultOK, resultError} {
+				m.requests.WithLabelValues(s, string(kind), result)
+			}
+		}
+	})
 	m.consumedCapacity = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: o.namespace, Subsystem: "store", Name: "consumed_capacity_units_total",
 		Help: "DynamoDB capacity units consumed by store calls, by operation and by table or index.",
@@ -324,6 +348,16 @@ func (m *Metrics) OnStopped(sub string, _ error) {
 // OnIgnoredRecord implements subscribe.HookIgnoredRecord.
 func (m *Metrics) OnIgnoredRecord(sub, _ string) {
 	m.ignoredRecords.WithLabelValues(lv(sub)).Inc()
+}
+
+// OnRequest implements subscribe.HookRequest: it counts the request by
+// kind and result, "ok" when err is nil and "error" otherwise.
+func (m *Metrics) OnRequest(sub string, r checkpoint.Request, err error) {
+	result := resultOK
+	if err != nil {
+		result = resultError
+	}
+	m.requests.WithLabelValues(lv(sub), lv(string(r.Kind)), result).Inc()
 }
 
 // OnCorrupt implements subscribe.HookCorrupt.

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
 	"github.com/dynamodb-event-store/eventstore/store"
 	"github.com/dynamodb-event-store/eventstore/subscribe"
 )
@@ -44,6 +45,11 @@ func (s series) String() string { return s.name + "{" + s.labels + "}" }
 
 func sub(name string) series {
 	return series{name: "eventstore_subscription_" + name, labels: `subscription="s"`}
+}
+
+// request names a series of the requests counter.
+func request(s, kind, result string) series {
+	return series{name: "eventstore_subscription_requests_total", labels: fmt.Sprintf("kind=%q,result=%q,subscription=%q", kind, result, s)}
 }
 
 // gather returns every series in reg with its value: a counter's or a
@@ -221,6 +227,20 @@ func TestHooks(t *testing.T) {
 			name: "ignored record",
 			call: func(m *Metrics) { m.OnIgnoredRecord("s", "MODIFY") },
 			want: map[series]float64{sub("stream_records_ignored_total"): 1},
+		},
+		{
+			name: "requests",
+			call: func(m *Metrics) {
+				m.OnRequest("s", checkpoint.Request{Kind: checkpoint.RequestReplay, Handled: 3}, nil)
+				m.OnRequest("s", checkpoint.Request{Kind: checkpoint.RequestReplay, Result: "boom"}, errBoom)
+				m.OnRequest("s", checkpoint.Request{Kind: checkpoint.RequestReplay}, errBoom)
+				m.OnRequest("s", checkpoint.Request{Kind: checkpoint.RequestDiscard, Handled: 2}, nil)
+			},
+			want: map[series]float64{
+				request("s", "replay", "ok"):    1,
+				request("s", "replay", "error"): 2,
+				request("s", "discard", "ok"):   1,
+			},
 		},
 	}
 	for _, tc := range cases {
@@ -583,6 +603,17 @@ func TestWithSubscriptions(t *testing.T) {
 			delete(got, series{name: k.name + "_sum", labels: k.labels})
 		}
 	}
+	for _, s := range []string{"a", "b"} {
+		for _, kind := range []string{"replay", "discard"} {
+			for _, result := range []string{"ok", "error"} {
+				k := request(s, kind, result)
+				if v, ok := got[k]; !ok || v != 0 {
+					t.Errorf("%v = %v, %v; want 0, present", k, v, ok)
+				}
+				delete(got, k)
+			}
+		}
+	}
 	if len(got) != 0 {
 		t.Errorf("unexpected series: %v", got)
 	}
@@ -656,6 +687,7 @@ func callEveryHook(m *Metrics, s string) {
 	m.OnStopped(s, errBoom)
 	m.OnCorrupt(s, &store.DecodeError{Attribute: "events", Err: errBoom})
 	m.OnIgnoredRecord(s, "REMOVE")
+	m.OnRequest(s, checkpoint.Request{Kind: checkpoint.RequestReplay}, errBoom)
 	m.ConsumedCapacity(store.OpAppend, types.ConsumedCapacity{
 		TableName:              aws.String("commits"),
 		Table:                  &types.Capacity{CapacityUnits: aws.Float64(1)},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
 	"github.com/dynamodb-event-store/eventstore/checkpoint/memcheckpoint"
 	"github.com/dynamodb-event-store/eventstore/internal/ddbtest"
 	"github.com/dynamodb-event-store/eventstore/store"
@@ -108,7 +109,8 @@ func TestWithWorkerAndStore(t *testing.T) {
 		}
 		return nil
 	})
-	w, err := subscribe.NewWorker(subscribe.Config{Reader: st, Checkpoints: memcheckpoint.New(), Hooks: []any{m}})
+	cps := memcheckpoint.New()
+	w, err := subscribe.NewWorker(subscribe.Config{Reader: st, Checkpoints: cps, Hooks: []any{m}, RequestPoll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +143,14 @@ func TestWithWorkerAndStore(t *testing.T) {
 		v, ok := value(t, reg, "eventstore_subscription_lag_commits", "subscription", sub)
 		return ok && v == 0
 	}, "lag not reported as caught up")
+	// An operator discards c's parked commit.
+	if _, err := cps.Request(ctx, checkpoint.Request{Subscription: sub, AggregateID: "c", Kind: checkpoint.RequestDiscard}); err != nil {
+		t.Fatal(err)
+	}
+	ddbtest.Eventually(t, 10*time.Second, func() bool {
+		v, _ := value(t, reg, "eventstore_subscription_requests_total", "subscription", sub, "kind", "discard", "result", "ok")
+		return v == 1
+	}, "the discard request was not counted")
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Fatalf("Run: %v", err)

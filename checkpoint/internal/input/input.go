@@ -1,6 +1,8 @@
 package input
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -148,3 +150,74 @@ func Reason(s string) string {
 // Millis returns t in UTC truncated to the millisecond, as the stores keep
 // times.
 func Millis(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
+
+// RequestKey checks the subscription and aggregate id of a request.
+func RequestKey(subscription, aggregateID string) error {
+	if err := Subscription(subscription); err != nil {
+		return err
+	}
+	return AggregateID(aggregateID)
+}
+
+// RequestID checks a request id: valid UTF-8 of at most
+// checkpoint.MaxNameBytes bytes, non-empty when required.
+func RequestID(id string, required bool) error { return name("request id", id, required) }
+
+// Requests checks the argument of Requests: "" (every subscription) or a
+// subscription.
+func Requests(subscription string) error {
+	if subscription == "" {
+		return nil
+	}
+	return Subscription(subscription)
+}
+
+// Request checks a request given to RequestStore.Request and returns it as
+// it is to be stored: ID set to newID() when empty, RequestedAt set to
+// now() when zero and kept in UTC at millisecond precision, and Done,
+// Result, Handled and CompletedAt cleared (a new request is not done).
+func Request(r checkpoint.Request, now func() time.Time, newID func() string) (checkpoint.Request, error) {
+	if err := RequestKey(r.Subscription, r.AggregateID); err != nil {
+		return checkpoint.Request{}, err
+	}
+	switch r.Kind {
+	case checkpoint.RequestReplay, checkpoint.RequestDiscard:
+	default:
+		return checkpoint.Request{}, invalid("request kind %q: want %q or %q", r.Kind, checkpoint.RequestReplay, checkpoint.RequestDiscard)
+	}
+	if err := RequestID(r.ID, false); err != nil {
+		return checkpoint.Request{}, err
+	}
+	if r.ID == "" {
+		r.ID = newID()
+	}
+	if r.RequestedAt.IsZero() {
+		r.RequestedAt = now()
+	}
+	r.RequestedAt = Millis(r.RequestedAt)
+	r.Done, r.Result, r.Handled, r.CompletedAt = false, "", 0, time.Time{}
+	return r, nil
+}
+
+// Completion checks a request given to RequestStore.Complete and returns it
+// with Result made valid UTF-8 and cut to checkpoint.MaxReasonBytes.
+func Completion(r checkpoint.Request) (checkpoint.Request, error) {
+	if err := RequestKey(r.Subscription, r.AggregateID); err != nil {
+		return checkpoint.Request{}, err
+	}
+	if err := RequestID(r.ID, true); err != nil {
+		return checkpoint.Request{}, err
+	}
+	if r.Handled < 0 {
+		return checkpoint.Request{}, invalid("negative handled count %d", r.Handled)
+	}
+	r.Result = Reason(r.Result)
+	return r, nil
+}
+
+// NewRequestID returns a new random request id: 32 hexadecimal digits.
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
