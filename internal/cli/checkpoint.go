@@ -1,4 +1,759 @@
 package cli
 
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
+	"github.com/dynamodb-event-store/eventstore/checkpoint/dynamocheckpoint"
+	"github.com/dynamodb-event-store/eventstore/internal/awscfg"
+	"github.com/dynamodb-event-store/eventstore/store"
+	"github.com/dynamodb-event-store/eventstore/subscribe"
+)
+
+// EnvCheckpointTable sets the default of --checkpoint-table; the flag wins.
+const EnvCheckpointTable = "EVENTSTORE_CHECKPOINT_TABLE"
+
 // checkpointCommands are the subcommands of "eventstore checkpoint".
-var checkpointCommands = []*command{}
+var checkpointCommands = []*command{
+	checkpointListCommand,
+	checkpointGetCommand,
+	checkpointSetCommand,
+	checkpointResetCommand,
+}
+
+// checkpointFlags are the flags of the commands that read or write the
+// checkpoint table: --checkpoint-table, how to reach DynamoDB and, for the
+// commands that also read the commits table, where it is.
+type checkpointFlags struct {
+	sf      *storeFlags
+	table   string
+	commits bool // the command reads the commits table too
+}
+
+// addCheckpointFlags defines the flags on fs: the store flags when commits
+// is true, else only --endpoint and --region; then --checkpoint-table.
+func addCheckpointFlags(fs *flag.FlagSet, env func(string) string, commits bool) *checkpointFlags {
+	f := &checkpointFlags{commits: commits}
+	if commits {
+		f.sf = addStoreFlags(fs, env)
+	} else {
+		f.sf = addConnectionFlags(fs, env)
+	}
+	fs.StringVar(&f.table, "checkpoint-table", envOr(env, EnvCheckpointTable, dynamocheckpoint.DefaultTableName),
+		"checkpoint table `NAME` (checkpoints, parked commits, requests); $"+EnvCheckpointTable+"\nsets the default")
+	return f
+}
+
+// addConnectionFlags defines only the --endpoint and --region flags of the
+// store flags on fs, for commands that do not read the commits table.
+func addConnectionFlags(fs *flag.FlagSet, env func(string) string) *storeFlags {
+	all := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	sf := addStoreFlags(all, env)
+	sf.fs = fs
+	for _, name := range []string{"endpoint", "region"} {
+		f := all.Lookup(name)
+		fs.Var(f.Value, f.Name, f.Usage)
+	}
+	return sf
+}
+
+// open checks the flags and returns the commits store (nil unless the
+// command reads the commits table) and the checkpoint store.
+func (f *checkpointFlags) open(ctx context.Context, s *session) (*store.Store, *dynamocheckpoint.Store, error) {
+	if n := len(f.table); n < 3 || n > 255 {
+		set := false
+		f.sf.fs.Visit(func(fl *flag.Flag) { set = set || fl.Name == "checkpoint-table" })
+		if !set && f.sf.env(EnvCheckpointTable) != "" {
+			return nil, nil, withCode(ExitUsage, fmt.Errorf("%s=%q: want 3 to 255 characters", EnvCheckpointTable, f.table))
+		}
+		return nil, nil, flagErrorf("--checkpoint-table %q: want 3 to 255 characters", f.table)
+	}
+	var (
+		client *dynamodb.Client
+		st     *store.Store
+		err    error
+	)
+	if f.commits {
+		client, st, err = f.sf.open(ctx, s)
+	} else {
+		if err := awscfg.CheckEndpoint(f.sf.endpoint); err != nil {
+			return nil, nil, flagErrorf("--endpoint %v", err)
+		}
+		client, err = f.sf.client(ctx, s.stderr)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	cps, err := dynamocheckpoint.New(client, dynamocheckpoint.Config{TableName: f.table})
+	if err != nil {
+		return nil, nil, flagErrorf("--checkpoint-table %q: %w", f.table, err)
+	}
+	return st, cps, nil
+}
+
+// explain turns a missing checkpoint table into one clear message.
+func (f *checkpointFlags) explain(err error) error {
+	var rnf *types.ResourceNotFoundException
+	if errors.As(err, &rnf) {
+		return fmt.Errorf("checkpoint table %s not found (set by --checkpoint-table or $%s)", f.table, EnvCheckpointTable)
+	}
+	return err
+}
+
+// knownSubscriptions returns the names of the subscriptions with a
+// checkpoint, in order. Corrupt items are passed over.
+func knownSubscriptions(ctx context.Context, cps *dynamocheckpoint.Store) ([]string, error) {
+	var subs []string
+	for cp, err := range cps.List(ctx, "") {
+		if err != nil {
+			if errors.Is(err, dynamocheckpoint.ErrCorruptItem) {
+				continue
+			}
+			return nil, err
+		}
+		if len(subs) == 0 || subs[len(subs)-1] != cp.Subscription {
+			subs = append(subs, cp.Subscription)
+		}
+	}
+	return subs, nil
+}
+
+// unknownSubscription returns the error, with exit status code, for a
+// subscription with no checkpoint: what says so (e.g. `no checkpoint for
+// subscription "x"`), then the message names the table and lists the known
+// subscriptions. hint, if any, ends it.
+func (f *checkpointFlags) unknownSubscription(ctx context.Context, cps *dynamocheckpoint.Store, what string, code int, hint string) error {
+	msg := fmt.Sprintf("%s in table %s", what, f.table)
+	known, err := knownSubscriptions(ctx, cps)
+	switch {
+	case err != nil:
+		msg += fmt.Sprintf(" (listing the known subscriptions failed: %v)", f.explain(err))
+	case len(known) == 0:
+		msg += "; the table holds no checkpoint at all"
+	default:
+		const most = 20
+		q := make([]string, 0, min(len(known), most))
+		for _, k := range known[:min(len(known), most)] {
+			q = append(q, strconv.Quote(k))
+		}
+		msg += "; known subscriptions: " + strings.Join(q, ", ")
+		if len(known) > most {
+			msg += fmt.Sprintf(" and %d more (eventstore checkpoint list)", len(known)-most)
+		}
+	}
+	if hint != "" {
+		msg += "; " + hint
+	}
+	return withCode(code, errors.New(msg))
+}
+
+// parseInterleaved parses flags that follow positional arguments too
+// ("checkpoint set orders --to now"): the flag package stops at the first
+// positional argument. It returns the positional arguments; "--" ends the
+// flags. A bad flag is a usage error.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, flagErrorf("%s: put --help right after the command", fs.Name())
+			}
+			return nil, flagErrorf("%v", err)
+		}
+		rest := fs.Args()
+		if consumed := args[:len(args)-len(rest)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) > 0 {
+			pos = append(pos, rest[0])
+			rest = rest[1:]
+		}
+		args = rest
+	}
+	return pos, nil
+}
+
+// positionals parses the session's arguments with parseInterleaved and
+// checks their number: want names them, in order.
+func positionals(fs *flag.FlagSet, s *session, want ...string) ([]string, error) {
+	pos, err := parseInterleaved(fs, s.args)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(pos) < len(want):
+		return nil, flagErrorf("missing %s", strings.Join(want[len(pos):], " and "))
+	case len(pos) > len(want):
+		return nil, flagErrorf("unexpected argument %q", pos[len(want)])
+	}
+	for i, p := range pos {
+		if p == "" {
+			return nil, flagErrorf("empty %s", want[i])
+		}
+	}
+	return pos, nil
+}
+
+// checkpointView is a checkpoint as the checkpoint commands show it; its
+// JSON form is what --json prints.
+type checkpointView struct {
+	Subscription string     `json:"subscription"`
+	Unit         string     `json:"unit"`
+	Owner        string     `json:"owner"`
+	Lease        int64      `json:"lease"`
+	UpdatedAt    *time.Time `json:"updatedAt"`
+	// Phase is the position's: index, catchup, stream, or "" for none.
+	Phase          string          `json:"phase"`
+	After          *store.Position `json:"after,omitempty"`
+	Pending        int             `json:"pending,omitempty"`
+	StreamARN      string          `json:"streamArn,omitempty"`
+	Shards         int             `json:"shards,omitempty"`
+	FinishedShards int             `json:"finishedShards,omitempty"`
+	Aggregates     int             `json:"aggregates,omitempty"`
+	HandledBefore  *time.Time      `json:"handledBefore,omitempty"`
+	// LagSeconds is null when unknown.
+	LagSeconds    *float64        `json:"lagSeconds"`
+	CaughtUp      bool            `json:"caughtUp"`
+	PositionError string          `json:"positionError,omitempty"`
+	Head          *store.Position `json:"head,omitempty"`
+	Position      *string         `json:"position,omitempty"`
+
+	info subscribe.CheckpointInfo
+	lag  time.Duration
+}
+
+// headState is the commits table's head as read once per command.
+type headState struct {
+	pos   store.Position
+	at    time.Time
+	known bool // the head was read (an empty table has none: pos is zero)
+	empty bool
+}
+
+func readHead(ctx context.Context, s *session, st *store.Store) headState {
+	pos, ok, err := st.Head(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.warnf("lag unknown: reading the latest commit failed: %v", explainNotFound(err, st.Config().TableName))
+		}
+		return headState{}
+	}
+	if !ok {
+		return headState{known: true, empty: true}
+	}
+	h := headState{pos: pos, known: true}
+	if t, err := store.ParseCommitIDTime(pos.CommitID); err == nil {
+		h.at = t
+	} else {
+		h.known = false
+	}
+	return h
+}
+
+func newCheckpointView(cp checkpoint.Checkpoint, head headState) checkpointView {
+	v := checkpointView{Subscription: cp.Subscription, Unit: cp.Unit, Owner: cp.Owner, Lease: cp.Lease}
+	if !cp.UpdatedAt.IsZero() {
+		t := cp.UpdatedAt
+		v.UpdatedAt = &t
+	}
+	info, err := subscribe.DescribeCheckpoint(cp.Position, 0)
+	if err != nil {
+		v.PositionError = err.Error()
+		return v
+	}
+	v.info = info
+	v.Phase, v.Pending, v.Aggregates = info.Phase, info.Pending, info.Aggregates
+	v.StreamARN, v.Shards, v.FinishedShards = info.StreamARN, info.Shards, info.Finished
+	if info.Phase == "index" || info.Phase == "catchup" {
+		after := info.After
+		v.After = &after
+	}
+	if !info.HandledBefore.IsZero() {
+		t := info.HandledBefore
+		v.HandledBefore = &t
+	}
+	// Lag: the head's time less HandledBefore; caught up at the head.
+	switch {
+	case !head.known || info.Phase == "":
+		return v
+	case head.empty:
+		v.CaughtUp = true
+	case (info.Phase == "index" || info.Phase == "catchup") && info.Pending == 0 && info.After.Compare(head.pos) >= 0:
+		v.CaughtUp = true
+	case info.HandledBefore.IsZero():
+		return v
+	default:
+		v.lag = max(head.at.Sub(info.HandledBefore), 0)
+		v.CaughtUp = v.lag == 0 && info.Phase == "stream"
+	}
+	secs := v.lag.Seconds()
+	v.LagSeconds = &secs
+	return v
+}
+
+// summary is the position in a few words: its phase and commit id.
+func (v checkpointView) summary() string {
+	if v.PositionError != "" {
+		return "unreadable position"
+	}
+	info := v.info
+	var s string
+	switch info.Phase {
+	case "":
+		return "none yet (starts at its start point)"
+	case "stream":
+		s = fmt.Sprintf("stream: %d %s", info.Shards, plural(info.Shards, "shard", "shards"))
+		if info.Finished > 0 {
+			s += fmt.Sprintf(", %d finished", info.Finished)
+		}
+		return s
+	}
+	s = info.Phase + ": " + describePosition(info.After)
+	if info.Pending > 0 {
+		s += fmt.Sprintf(" (+%d late)", info.Pending)
+	}
+	return s
+}
+
+// describePosition names an index position for people.
+func describePosition(p store.Position) string {
+	switch {
+	case p.IsZero():
+		return "beginning"
+	case p.AggregateID == "" && p.Version < 0:
+		return "from " + p.CommitID
+	}
+	return fmt.Sprintf("%s v%d", p.CommitID, p.Version)
+}
+
+func (v checkpointView) lagText() string {
+	switch {
+	case v.CaughtUp:
+		return "0s"
+	case v.LagSeconds == nil:
+		return "-"
+	}
+	return formatDuration(v.lag)
+}
+
+// formatDuration writes d for people: 850ms, 4.2s, 3m12s, 5h4m, 3d2h.
+func formatDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < 10*time.Second:
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	case d < 48*time.Hour:
+		d = d.Round(time.Minute)
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	d = d.Round(time.Hour)
+	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+// ago writes how long before now t was, or "never" for the zero time.
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	if d := now.Sub(t); d >= 0 {
+		return formatDuration(d) + " ago"
+	}
+	return "in " + formatDuration(t.Sub(now))
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+var checkpointListCommand = &command{
+	name:     "list",
+	summary:  "list subscriptions' checkpoints: owner, position and lag",
+	synopsis: "[--subscription NAME] [--json] [flags]",
+	help: `
+Lists the checkpoints of every subscription (or of --subscription), every
+unit, ordered by subscription then unit:
+
+  SUBSCRIPTION  the subscription (one registered handler)
+  UNIT          the unit of its work ("-" for the whole subscription)
+  OWNER         the worker process that holds it, "-" when none does
+  LEASE         the fencing counter, incremented by every claim and set
+  UPDATED       how long ago its position was last saved or set
+  POSITION      the phase (index, catchup, stream) and where it is
+  LAG           the latest commit's time less the time before which every
+                commit is handled: "0s" at the head, "-" when unknown (no
+                position yet, the beginning, or the commits table unread)
+
+The lag reads the commits table's latest commit once (--table, --index,
+--buckets). In the stream phase it includes the stream's safety margin
+(10 s by default), so it reads high by that much.
+
+--json prints one JSON object a line instead, with every fact above
+(lagSeconds is null when unknown).
+
+Exit status: 0 success (also when the latest commit cannot be read: the lag
+shows "-" and a warning says why), 1 a failure or, with --subscription, a
+subscription with no checkpoint.`,
+	setup: func(fs *flag.FlagSet, env func(string) string) action {
+		cf := addCheckpointFlags(fs, env, true)
+		sub := fs.String("subscription", "", "list only this subscription's checkpoints (`NAME`)")
+		asJSON := fs.Bool("json", false, "print JSON lines instead of a table")
+		return func(ctx context.Context, s *session) error {
+			st, cps, err := cf.open(ctx, s)
+			if err != nil {
+				return err
+			}
+			var cpsList []checkpoint.Checkpoint
+			corrupt := 0
+			for cp, err := range cps.List(ctx, *sub) {
+				if err != nil {
+					if errors.Is(err, dynamocheckpoint.ErrCorruptItem) {
+						corrupt++
+						s.warnf("%v", err)
+						continue
+					}
+					return cf.explain(err)
+				}
+				cpsList = append(cpsList, cp)
+			}
+			if len(cpsList) == 0 && corrupt == 0 {
+				if *sub != "" {
+					return cf.unknownSubscription(ctx, cps, fmt.Sprintf("no checkpoint for subscription %q", *sub), ExitFailure, "")
+				}
+				s.warnf("checkpoint list: no checkpoints in table %s", cf.table)
+				return nil
+			}
+			var head headState
+			if len(cpsList) > 0 {
+				head = readHead(ctx, s, st)
+			}
+			views := make([]checkpointView, len(cpsList))
+			for i, cp := range cpsList {
+				views[i] = newCheckpointView(cp, head)
+			}
+			if *asJSON {
+				enc := json.NewEncoder(s.stdout)
+				enc.SetEscapeHTML(false)
+				for _, v := range views {
+					if err := enc.Encode(v); err != nil {
+						return fmt.Errorf("write stdout: %w", err)
+					}
+				}
+			} else {
+				printCheckpointTable(s.stdout, views, time.Now())
+			}
+			if corrupt > 0 {
+				return fmt.Errorf("%d corrupt %s not listed", corrupt, plural(corrupt, "checkpoint", "checkpoints"))
+			}
+			return nil
+		}
+	},
+}
+
+func printCheckpointTable(w io.Writer, views []checkpointView, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SUBSCRIPTION\tUNIT\tOWNER\tLEASE\tUPDATED\tPOSITION\tLAG")
+	for _, v := range views {
+		updated := "never"
+		if v.UpdatedAt != nil {
+			updated = ago(*v.UpdatedAt, now)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", v.Subscription, dash(v.Unit), dash(v.Owner), v.Lease, updated, v.summary(), v.lagText())
+	}
+	_ = tw.Flush()
+}
+
+var checkpointGetCommand = &command{
+	name:       "get",
+	summary:    "show everything about one subscription's checkpoint",
+	synopsis:   "SUBSCRIPTION [--unit UNIT] [--json] [flags]",
+	positional: true,
+	help: `
+Shows one checkpoint: its owner and lease, when it was last saved, its
+position decoded (phase; in the index and catch-up phases the position up to
+which every commit is handled, the late commits still pending and the
+aggregates tracked; in the stream phase the stream and its shards), the time
+before which every commit is handled, the latest commit in the commits table,
+the lag, and the raw position as stored.
+
+--json prints it as one JSON object.
+
+Exit status: 0 success, 1 a failure or no checkpoint for that subscription
+(the known subscriptions are listed), 2 a usage error.`,
+	setup: func(fs *flag.FlagSet, env func(string) string) action {
+		cf := addCheckpointFlags(fs, env, true)
+		unit := fs.String("unit", "", "the `UNIT` of the subscription's work (default: the whole subscription)")
+		asJSON := fs.Bool("json", false, "print one JSON object")
+		return func(ctx context.Context, s *session) error {
+			pos, err := positionals(fs, s, "SUBSCRIPTION")
+			if err != nil {
+				return err
+			}
+			st, cps, err := cf.open(ctx, s)
+			if err != nil {
+				return err
+			}
+			key := checkpoint.Key{Subscription: pos[0], Unit: *unit}
+			cp, err := cps.Load(ctx, key)
+			switch {
+			case errors.Is(err, checkpoint.ErrNotFound):
+				return cf.unknownSubscription(ctx, cps, "no checkpoint "+key.String(), ExitFailure, "")
+			case errors.Is(err, checkpoint.ErrInvalidArgument):
+				return flagErrorf("%w", err)
+			case err != nil:
+				return cf.explain(err)
+			}
+			head := readHead(ctx, s, st)
+			v := newCheckpointView(cp, head)
+			if head.known && !head.empty {
+				h := head.pos
+				v.Head = &h
+			}
+			v.Position = &cp.Position
+			if *asJSON {
+				enc := json.NewEncoder(s.stdout)
+				enc.SetEscapeHTML(false)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(v); err != nil {
+					return fmt.Errorf("write stdout: %w", err)
+				}
+				return nil
+			}
+			printCheckpoint(s.stdout, v, head, time.Now())
+			return nil
+		}
+	},
+}
+
+func printCheckpoint(w io.Writer, v checkpointView, head headState, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, args ...any) {
+		fmt.Fprintf(tw, "%s:\t"+format+"\n", append([]any{k}, args...)...)
+	}
+	stamp := func(t time.Time) string { return t.UTC().Format(timeLayout) + " (" + ago(t, now) + ")" }
+	row("subscription", "%s", v.Subscription)
+	row("unit", "%s", dash(v.Unit))
+	if v.Owner == "" {
+		row("owner", "- (no worker holds it)")
+	} else {
+		row("owner", "%s (a worker holds it)", v.Owner)
+	}
+	row("lease", "%d", v.Lease)
+	if v.UpdatedAt == nil {
+		row("updated", "never")
+	} else {
+		row("updated", "%s", stamp(*v.UpdatedAt))
+	}
+	if v.PositionError != "" {
+		row("position", "unreadable: %s", v.PositionError)
+	} else {
+		info := v.info
+		row("phase", "%s", dash(info.Phase))
+		switch info.Phase {
+		case "index", "catchup":
+			if info.After.IsZero() {
+				row("after", "the beginning (nothing handled yet)")
+			} else if info.After.AggregateID == "" && info.After.Version < 0 {
+				row("after", "just before commit id %s", info.After.CommitID)
+			} else {
+				row("after", "commit %s version %d", info.After.CommitID, info.After.Version)
+			}
+			row("pending", "%d late %s before it not handled yet", info.Pending, plural(info.Pending, "commit", "commits"))
+			row("aggregates", "%d tracked", info.Aggregates)
+		case "stream":
+			row("stream", "%s", info.StreamARN)
+			row("shards", "%d with a position, %d read to their end", info.Shards, info.Finished)
+			row("aggregates", "%d tracked", info.Aggregates)
+		}
+		if info.HandledBefore.IsZero() {
+			row("handled before", "-")
+		} else {
+			row("handled before", "%s", stamp(info.HandledBefore))
+		}
+	}
+	switch {
+	case !head.known:
+		row("head", "unknown")
+	case head.empty:
+		row("head", "none (the commits table is empty)")
+	default:
+		row("head", "commit %s version %d, at %s", head.pos.CommitID, head.pos.Version, stamp(head.at))
+	}
+	lag := v.lagText()
+	if v.CaughtUp {
+		lag += " (caught up)"
+	}
+	row("lag", "%s", lag)
+	raw := ""
+	if v.Position != nil {
+		raw = *v.Position
+	}
+	row("position", "%s", dash(raw))
+	_ = tw.Flush()
+}
+
+var checkpointSetCommand = &command{
+	name:       "set",
+	summary:    "move a subscription's checkpoint to a start point",
+	synopsis:   "SUBSCRIPTION --to beginning|now|COMMIT_ID|TIME [--force] [--unit UNIT] [--create] [flags]",
+	positional: true,
+	help: `
+Moves a subscription's checkpoint so that, at its next start, the
+subscription handles every commit from the start point on, whatever its
+source (index, stream or auto):
+
+  beginning              every commit in the table
+  now                    commits appended from now on
+  COMMIT_ID              from that commit id on, inclusive: 17 digits of UTC
+                         time (YYYYMMDDHHmmssSSS), optionally ":aggregateId"
+  TIME                   from an RFC 3339 time on, e.g. 2026-11-26T08:00:00Z
+
+Moving back delivers commits again (handlers must be idempotent); moving
+forward skips the commits in between.
+
+A checkpoint held by a running worker is not moved (exit status 4) unless
+--force: the holder is then fenced, its next checkpoint save fails and it
+stops that subscription; started again, it resumes from the new position.
+Stop the worker first when you can. A subscription with no checkpoint is not
+created (exit status 4; the known subscriptions are listed) unless --create.
+
+Exit status: 0 moved, 1 a failure, 2 a usage error (a malformed --to),
+4 refused (held, or unknown without --create).`,
+	setup: func(fs *flag.FlagSet, env func(string) string) action {
+		cf := addCheckpointFlags(fs, env, false)
+		to := fs.String("to", "", "start point: beginning, now, a commit id (YYYYMMDDHHmmssSSS[:aggregateId]) or an RFC 3339\ntime (required)")
+		opts := addSetFlags(fs)
+		return func(ctx context.Context, s *session) error {
+			pos, err := positionals(fs, s, "SUBSCRIPTION")
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(*to) == "" {
+				return flagErrorf("--to is required: %s", startForms)
+			}
+			start, err := subscribe.ParseStart(*to)
+			if err != nil {
+				return flagErrorf("--to %q: %s", *to, startForms)
+			}
+			return setCheckpoint(ctx, s, cf, pos[0], start, *to, opts)
+		}
+	},
+}
+
+var checkpointResetCommand = &command{
+	name:       "reset",
+	summary:    "move a subscription's checkpoint to the beginning",
+	synopsis:   "SUBSCRIPTION [--force] [--unit UNIT] [--create] [flags]",
+	positional: true,
+	help: `
+Is "checkpoint set SUBSCRIPTION --to beginning": at its next start the
+subscription handles every commit in the table again. See "eventstore
+checkpoint set --help" for --force, --create and the exit statuses.`,
+	setup: func(fs *flag.FlagSet, env func(string) string) action {
+		cf := addCheckpointFlags(fs, env, false)
+		opts := addSetFlags(fs)
+		return func(ctx context.Context, s *session) error {
+			pos, err := positionals(fs, s, "SUBSCRIPTION")
+			if err != nil {
+				return err
+			}
+			return setCheckpoint(ctx, s, cf, pos[0], subscribe.StartBeginning, "beginning", opts)
+		}
+	},
+}
+
+// startForms lists the start points --to accepts.
+const startForms = "want beginning, now, a commit id (YYYYMMDDHHmmssSSS, optionally followed by :aggregateId) or an RFC 3339 time such as 2026-11-26T08:00:00Z"
+
+// setFlags are the flags set and reset share.
+type setFlags struct {
+	force, create *bool
+	unit          *string
+}
+
+func addSetFlags(fs *flag.FlagSet) setFlags {
+	return setFlags{
+		force:  fs.Bool("force", false, "move it even while a worker holds it: that worker is fenced and stops the subscription"),
+		create: fs.Bool("create", false, "create the checkpoint if the subscription has none"),
+		unit:   fs.String("unit", "", "the `UNIT` of the subscription's work (default: the whole subscription)"),
+	}
+}
+
+// setCheckpoint moves the checkpoint of sub to start, refusing while a
+// worker holds it (unless force) and when there is none (unless create).
+func setCheckpoint(ctx context.Context, s *session, cf *checkpointFlags, sub string, start subscribe.Start, to string, opts setFlags) error {
+	_, cps, err := cf.open(ctx, s)
+	if err != nil {
+		return err
+	}
+	key := checkpoint.Key{Subscription: sub, Unit: *opts.unit}
+	now := time.Now()
+	cur, err := cps.Load(ctx, key)
+	switch {
+	case errors.Is(err, checkpoint.ErrNotFound):
+		if !*opts.create {
+			return cf.unknownSubscription(ctx, cps, "refused: no checkpoint "+key.String(), ExitRefused,
+				"check the name, or run again with --create to create it")
+		}
+	case errors.Is(err, checkpoint.ErrInvalidArgument):
+		return flagErrorf("%w", err)
+	case err != nil:
+		return cf.explain(err)
+	case cur.Owner != "" && !*opts.force:
+		return withCode(ExitRefused, errors.New(heldMessage(key, cur, now)))
+	}
+	cp, err := cps.Set(ctx, key, subscribe.CheckpointAt(start, now), *opts.force)
+	var held *checkpoint.HeldError
+	switch {
+	case errors.As(err, &held):
+		// A worker claimed it since it was read.
+		return withCode(ExitRefused, errors.New(heldMessage(key, checkpoint.Checkpoint{Key: key, Owner: held.Owner}, now)))
+	case err != nil:
+		return cf.explain(err)
+	}
+	if cur.Owner != "" {
+		s.warnf("checkpoint %s: worker %q (lease %d) is fenced: its next checkpoint save fails and it stops subscription %q; started again, it resumes from the new position",
+			key, cur.Owner, cur.Lease, sub)
+	}
+	v := newCheckpointView(cp, headState{})
+	s.warnf("checkpoint %s set to %s (%s; lease %d, no owner): the subscription resumes from there at its next start",
+		key, to, v.summary(), cp.Lease)
+	return nil
+}
+
+// heldMessage explains a refusal to move a held checkpoint, and what
+// --force would do.
+func heldMessage(key checkpoint.Key, cp checkpoint.Checkpoint, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "refused: checkpoint %s is held by worker %q", key, cp.Owner)
+	if cp.Lease > 0 {
+		fmt.Fprintf(&b, " (lease %d, position last saved %s", cp.Lease, ago(cp.UpdatedAt, now))
+		if !cp.UpdatedAt.IsZero() {
+			fmt.Fprintf(&b, ", at %s", cp.UpdatedAt.UTC().Format(timeLayout))
+		}
+		b.WriteString(")")
+	}
+	fmt.Fprintf(&b, `.
+Stop that worker first, or run again with --force: the worker is fenced, its next checkpoint save fails and it stops subscription %q; started again, it resumes from the new position.
+If that worker is not running any more (it stopped without releasing the checkpoint), --force is safe.`, key.Subscription)
+	return b.String()
+}

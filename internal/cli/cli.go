@@ -19,6 +19,7 @@ const (
 	ExitFailure     = 1   // AWS errors, missing or non-conforming table, corrupt items read
 	ExitUsage       = 2   // unknown command, bad flag or environment value, bad input line
 	ExitConflict    = 3   // version conflict on append
+	ExitRefused     = 4   // refused: a checkpoint held by a worker, an unknown subscription, a discard without --yes
 	ExitInterrupted = 130 // stopped by a signal (the context given to Run was cancelled)
 )
 
@@ -275,7 +276,8 @@ AWS_PROFILE, credentials, AWS_ENDPOINT_URL_DYNAMODB and the shared config
 files; --region and --endpoint override it.
 
 Exit status: 0 success, 1 failure, 2 usage error or bad input,
-3 version conflict (append), 130 interrupted.
+3 version conflict (append), 4 refused (checkpoint set/reset of a held or
+unknown checkpoint, parked discard without --yes), 130 interrupted.
 `)
 	}
 }

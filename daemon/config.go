@@ -1,0 +1,361 @@
+package daemon
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dynamodb-event-store/eventstore/checkpoint/dynamocheckpoint"
+	"github.com/dynamodb-event-store/eventstore/store"
+)
+
+// Defaults of the settings a zero Config leaves empty.
+const (
+	DefaultListen             = ":9090"
+	DefaultLogFormat          = "json"
+	DefaultLogLevel           = "info"
+	DefaultShutdownTimeout    = 30 * time.Second
+	DefaultStuckAfter         = 5 * time.Minute
+	DefaultWebhookTimeout     = 10 * time.Second
+	DefaultConcurrency        = 8
+	DefaultCheckpointInterval = time.Second
+	DefaultMaxAttempts        = 5
+	// ListenOff as Config.Listen disables the HTTP listener.
+	ListenOff = "off"
+	// EnvPrefix starts the name of every setting's environment variable:
+	// --checkpoint-table is EVENTSTORE_CHECKPOINT_TABLE.
+	EnvPrefix = "EVENTSTORE_"
+)
+
+// Handler types of HandlerConfig.Type.
+const (
+	HandlerWebhook = "webhook" // POST each commit to a URL (package webhook)
+	HandlerStdout  = "stdout"  // one JSON line per commit on Options.Stdout
+	HandlerGo      = "go"      // the Go handler registered under the subscription's name
+)
+
+// Config is every setting of the daemon. Its JSON form, with the tags
+// below, is the configuration file (see LoadFile); its flag form is
+// RegisterFlags'. The zero value of a field means its default. It is a
+// plain value: copy it freely.
+type Config struct {
+	// Table is the commits table. Default store.DefaultTableName.
+	Table string `json:"table,omitempty"`
+	// Index is the commit-order index. Default store.DefaultIndexName.
+	Index string `json:"index,omitempty"`
+	// Buckets is the number of index buckets, 1 to store.MaxIndexBuckets;
+	// every writer and reader of a table must use the same. Default 1.
+	Buckets int `json:"buckets,omitempty"`
+	// Endpoint is the DynamoDB (and DynamoDB Streams) endpoint URL.
+	// Default: the AWS SDK's (AWS_ENDPOINT_URL_DYNAMODB, the profile).
+	Endpoint string `json:"endpoint,omitempty"`
+	// Region is the AWS region. Default: the AWS SDK's (AWS_REGION, the
+	// profile).
+	Region string `json:"region,omitempty"`
+	// CheckpointTable keeps checkpoints and parked commits. Default
+	// dynamocheckpoint.DefaultTableName.
+	CheckpointTable string `json:"checkpointTable,omitempty"`
+	// Listen is the HTTP address of /metrics, /healthz and /readyz.
+	// Default ":9090"; "off" disables the listener.
+	Listen string `json:"listen,omitempty"`
+	// LogFormat is "json" (the default) or "text".
+	LogFormat string `json:"logFormat,omitempty"`
+	// LogLevel is "debug", "info" (the default), "warn" or "error".
+	LogLevel string `json:"logLevel,omitempty"`
+	// ShutdownTimeout bounds a clean stop, from the end of Run's context
+	// to Run's return: handlers drain, then the last checkpoints are
+	// written. Default 30 s.
+	ShutdownTimeout Duration `json:"shutdownTimeout,omitempty"`
+	// StuckAfter is how long a subscription's checkpoint may stay put
+	// behind the head of the commit-order index before the subscription
+	// counts as stuck (see the package documentation). Default 5 minutes.
+	StuckAfter Duration `json:"stuckAfter,omitempty"`
+	// Owner names this process in checkpoints. Default: host name,
+	// process id and a random suffix.
+	Owner string `json:"owner,omitempty"`
+	// Subscriptions are the subscriptions to run, besides those of
+	// Options.Handlers and Options.BatchHandlers that no entry names.
+	Subscriptions []SubscriptionConfig `json:"subscriptions,omitempty"`
+
+	// ConfigFile is a configuration file (see LoadFile) read by Run: its
+	// settings apply where the Config (or, after RegisterFlags, a flag or
+	// an environment variable) sets none. Default none.
+	ConfigFile string `json:"-"`
+
+	// flags is set by RegisterFlags: what the command line and the
+	// environment set.
+	flags *flagState
+}
+
+// SubscriptionConfig is one subscription.
+type SubscriptionConfig struct {
+	// Name identifies the subscription and its checkpoint. Required.
+	Name string `json:"name"`
+	// Source is "index" (the default), "stream" or "auto" (see
+	// subscribe.ParseSourceMode).
+	Source string `json:"source,omitempty"`
+	// Start is where a subscription with no checkpoint begins:
+	// "beginning" (the default), "now", a commit id or an RFC 3339 time
+	// (see subscribe.ParseStart).
+	Start string `json:"start,omitempty"`
+	// Policy is what happens to a commit still failing after its retries:
+	// "park" (the default), "stop" or "skip" (see subscribe.ParsePolicy).
+	Policy string `json:"policy,omitempty"`
+	// Handler is what handles the commits.
+	Handler HandlerConfig `json:"handler"`
+	// Concurrency is how many aggregates are handled at once. Default 8.
+	Concurrency int `json:"concurrency,omitempty"`
+	// CheckpointInterval is how often the position is saved while it
+	// moves. Default 1 s.
+	CheckpointInterval Duration `json:"checkpointInterval,omitempty"`
+	// MaxAttempts bounds the calls of the handler for one commit, the
+	// first included, before Policy applies. Default 5.
+	MaxAttempts int `json:"maxAttempts,omitempty"`
+}
+
+// HandlerConfig says what handles a subscription's commits.
+type HandlerConfig struct {
+	// Type is "webhook", "stdout" or "go". Default "go": the Go handler
+	// registered under the subscription's name in Options.Handlers or
+	// Options.BatchHandlers.
+	Type string `json:"type,omitempty"`
+	// URL is where a webhook POSTs commits (http or https). Required for a
+	// webhook.
+	URL string `json:"url,omitempty"`
+	// Secret signs a webhook's requests (see package webhook). Never
+	// logged. Not allowed in a configuration file: use SecretEnv.
+	Secret string `json:"secret,omitempty"`
+	// SecretEnv names the environment variable that holds Secret, which
+	// must then be set. Default none.
+	SecretEnv string `json:"secretEnv,omitempty"`
+	// Timeout bounds one webhook request. Default 10 s.
+	Timeout Duration `json:"timeout,omitempty"`
+	// Batch is the most commits of one aggregate a webhook sends in one
+	// request: 1 (the default) sends each commit alone, as the JSON of
+	// store.Commit; more sends {"commits":[…]} (webhook.Batch). For a Go
+	// BatchHandler it is subscribe.Subscription.MaxBatch (default 100).
+	Batch int `json:"batch,omitempty"`
+	// Header is sent with every webhook request. Values are never logged.
+	Header map[string]string `json:"header,omitempty"`
+	// HeaderEnv adds headers whose values come from environment
+	// variables: header name to variable name. Each variable must be set.
+	HeaderEnv map[string]string `json:"headerEnv,omitempty"`
+}
+
+// Duration is a time.Duration written as Go writes durations ("30s",
+// "1m30s", "250ms") in JSON, in flags and in environment variables.
+type Duration time.Duration
+
+// String returns the duration as time.Duration.String does.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes the duration as String does.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads a duration such as "30s" or "1m30s". In a JSON
+// document, an error names the field.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return &json.UnmarshalTypeError{Value: strconv.Quote(string(b)), Type: reflect.TypeFor[Duration]()}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// kind is the type of a setting's value.
+type kind int
+
+const (
+	kString kind = iota
+	kInt
+	kDuration
+)
+
+// setting is one flag (and environment variable) and where it goes: a
+// field of Config (top) or of SubscriptionConfig (sub).
+type setting struct {
+	flag  string // flag name
+	path  string // JSON path in its struct, e.g. "checkpointTable", "handler.url"
+	kind  kind
+	def   string // default as the flag shows it; "" for none
+	usage string // with a `NAME` for the value
+	// top or sub points at the field.
+	top func(c *Config) any
+	sub func(s *SubscriptionConfig) any
+	// emptyOK: an empty string given explicitly means the default (or,
+	// for listen, off) rather than an error.
+	emptyOK bool
+	// secret: never shown, and the environment variable is not the flag's
+	// default (which --help would print) but read when the flag is absent.
+	secret bool
+}
+
+func (s *setting) env() string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(s.flag, "-", "_"))
+}
+
+// settings lists every flag. Order does not matter: flag sorts them.
+var settings = []*setting{
+	{flag: "config", kind: kString, usage: "read settings from the JSON configuration `FILE`; flags and environment\nvariables override it", top: func(c *Config) any { return &c.ConfigFile }, emptyOK: true},
+	{flag: "table", path: "table", kind: kString, def: store.DefaultTableName, usage: "commits table `NAME`", top: func(c *Config) any { return &c.Table }},
+	{flag: "index", path: "index", kind: kString, def: store.DefaultIndexName, usage: "commit-order global secondary index `NAME`", top: func(c *Config) any { return &c.Index }},
+	{flag: "buckets", path: "buckets", kind: kInt, def: "1", usage: "number `N` of index buckets (1 to " + strconv.Itoa(store.MaxIndexBuckets) + "); every writer and reader of a\ntable must use the same", top: func(c *Config) any { return &c.Buckets }},
+	{flag: "endpoint", path: "endpoint", kind: kString, usage: "DynamoDB endpoint `URL`, e.g. http://localhost:8000 (default: the SDK's,\nfrom $AWS_ENDPOINT_URL_DYNAMODB or the profile); on a loopback address the\nresponse checksum is not checked (DynamoDB Local's does not match)", top: func(c *Config) any { return &c.Endpoint }, emptyOK: true},
+	{flag: "region", path: "region", kind: kString, usage: "AWS `REGION` (default: the SDK's, from $AWS_REGION or the profile)", top: func(c *Config) any { return &c.Region }, emptyOK: true},
+	{flag: "checkpoint-table", path: "checkpointTable", kind: kString, def: dynamocheckpoint.DefaultTableName, usage: "checkpoints and parked commits table `NAME`", top: func(c *Config) any { return &c.CheckpointTable }},
+	{flag: "listen", path: "listen", kind: kString, def: DefaultListen, usage: "HTTP `ADDRESS` of /metrics, /healthz and /readyz; \"\" or \"off\" disables it", top: func(c *Config) any { return &c.Listen }, emptyOK: true},
+	{flag: "log-format", path: "logFormat", kind: kString, def: DefaultLogFormat, usage: "log `FORMAT` on stderr: json or text", top: func(c *Config) any { return &c.LogFormat }},
+	{flag: "log-level", path: "logLevel", kind: kString, def: DefaultLogLevel, usage: "lowest `LEVEL` logged: debug, info, warn or error", top: func(c *Config) any { return &c.LogLevel }},
+	{flag: "shutdown-timeout", path: "shutdownTimeout", kind: kDuration, def: DefaultShutdownTimeout.String(), usage: "bound on a clean stop (SIGTERM, SIGINT): handlers drain and the last\ncheckpoints are written within this `DURATION`", top: func(c *Config) any { return &c.ShutdownTimeout }},
+	{flag: "stuck-after", path: "stuckAfter", kind: kDuration, def: DefaultStuckAfter.String(), usage: "a subscription whose checkpoint stays put for this `DURATION` while\ncommits wait for it is stuck (/readyz, metric)", top: func(c *Config) any { return &c.StuckAfter }},
+	{flag: "owner", path: "owner", kind: kString, usage: "`NAME` of this process in checkpoints (default: host name, process id\nand a random suffix)", top: func(c *Config) any { return &c.Owner }, emptyOK: true},
+
+	{flag: "subscription", path: "name", kind: kString, usage: "run the subscription `NAME` that --source, --start, --policy, --handler,\n--webhook-*, --concurrency, --checkpoint-interval and --max-attempts set;\nwith --config, they change the file's subscription of that name (or add it)", sub: func(s *SubscriptionConfig) any { return &s.Name }},
+	{flag: "source", path: "source", kind: kString, def: "index", usage: "`MODE` of reading commits: index (poll the commit-order index), stream\n(the table's DynamoDB stream) or auto (the index to catch up, then the\nstream)", sub: func(s *SubscriptionConfig) any { return &s.Source }},
+	{flag: "start", path: "start", kind: kString, def: "beginning", usage: "start `POINT` of a subscription with no checkpoint: beginning, now, a\ncommit id (YYYYMMDDHHmmssSSS[:aggregateId]) or an RFC 3339 time", sub: func(s *SubscriptionConfig) any { return &s.Start }},
+	{flag: "policy", path: "policy", kind: kString, def: "park", usage: "`POLICY` for a commit still failing after --max-attempts: park (set it\nand its aggregate's later commits aside), stop (the subscription) or skip\n(it)", sub: func(s *SubscriptionConfig) any { return &s.Policy }},
+	{flag: "handler", path: "handler.type", kind: kString, usage: "handler `TYPE`: webhook (POST each commit to --webhook-url) or stdout\n(one JSON line per commit); a Go handler of the program when omitted", sub: func(s *SubscriptionConfig) any { return &s.Handler.Type }},
+	{flag: "webhook-url", path: "handler.url", kind: kString, usage: "`URL` the webhook POSTs each commit to", sub: func(s *SubscriptionConfig) any { return &s.Handler.URL }},
+	{flag: "webhook-secret", path: "handler.secret", kind: kString, usage: "`SECRET` that signs webhook requests (X-Eventstore-Signature); prefer\n$EVENTSTORE_WEBHOOK_SECRET, as flags show in process lists", sub: func(s *SubscriptionConfig) any { return &s.Handler.Secret }, secret: true},
+	{flag: "webhook-timeout", path: "handler.timeout", kind: kDuration, def: DefaultWebhookTimeout.String(), usage: "`DURATION` bound on one webhook request", sub: func(s *SubscriptionConfig) any { return &s.Handler.Timeout }},
+	{flag: "webhook-batch", path: "handler.batch", kind: kInt, def: "1", usage: "most commits `N` of one aggregate per webhook request; above 1 the body\nis {\"commits\":[…]}", sub: func(s *SubscriptionConfig) any { return &s.Handler.Batch }},
+	{flag: "concurrency", path: "concurrency", kind: kInt, def: strconv.Itoa(DefaultConcurrency), usage: "number `N` of aggregates handled at once", sub: func(s *SubscriptionConfig) any { return &s.Concurrency }},
+	{flag: "checkpoint-interval", path: "checkpointInterval", kind: kDuration, def: DefaultCheckpointInterval.String(), usage: "`DURATION` between checkpoint saves while the position moves; bounds\nthe duplicates after a crash", sub: func(s *SubscriptionConfig) any { return &s.CheckpointInterval }},
+	{flag: "max-attempts", path: "maxAttempts", kind: kInt, def: strconv.Itoa(DefaultMaxAttempts), usage: "number `N` of handler calls for one commit, the first included, before\n--policy applies", sub: func(s *SubscriptionConfig) any { return &s.MaxAttempts }},
+}
+
+func settingByFlag(name string) *setting {
+	for _, s := range settings {
+		if s.flag == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// flagState is what RegisterFlags learnt from the environment, and where
+// the subscription flags are bound.
+type flagState struct {
+	fs  *flag.FlagSet
+	env func(string) string
+	sub SubscriptionConfig
+	// envErr holds, by flag name, an environment variable that is set but
+	// unusable; it counts only when the flag is not given.
+	envErr map[string]*ConfigError
+}
+
+// given reports whether the flag was on the command line.
+func (f *flagState) given(name string) bool {
+	found := false
+	f.fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == name {
+			found = true
+		}
+	})
+	return found
+}
+
+// origin returns where the setting's value comes from: the flag, its
+// environment variable, or neither (ok false).
+func (f *flagState) origin(s *setting) (o origin, ok bool) {
+	if f.given(s.flag) {
+		return origin{name: "--" + s.flag, flag: true}, true
+	}
+	if f.env(s.env()) != "" {
+		return origin{name: s.env(), env: true}, true
+	}
+	return origin{}, false
+}
+
+// RegisterFlags defines a flag on fs for every setting, bound to c's fields
+// (the subscription flags to a subscription kept inside c): parse fs before
+// using c. Each flag --foo-bar takes its default from the environment
+// variable EVENTSTORE_FOO_BAR, read through env (os.Getenv when nil); a
+// flag given wins. Every usage line names its variable, and the defaults
+// show in the flag set's help, except --webhook-secret's, which is never
+// shown.
+//
+// A variable that is set to a value the flag cannot take is reported by
+// Run, as a *ConfigError naming the variable, unless the flag is given.
+func (c *Config) RegisterFlags(fs *flag.FlagSet, env func(string) string) {
+	if env == nil {
+		env = osGetenv
+	}
+	st := &flagState{fs: fs, env: env, envErr: map[string]*ConfigError{}}
+	c.flags = st
+	for _, s := range settings {
+		var p any
+		if s.top != nil {
+			p = s.top(c)
+		} else {
+			p = s.sub(&st.sub)
+		}
+		usage := s.usage
+		if !s.secret {
+			usage += " ($" + s.env() + ")"
+		}
+		raw := s.def
+		if v := env(s.env()); v != "" && !s.secret {
+			if err := checkKind(s.kind, v); err != nil {
+				st.envErr[s.flag] = &ConfigError{Setting: s.env(), Value: strconv.Quote(v), Reason: err.Error(), env: true}
+			} else {
+				raw = v
+			}
+		}
+		switch s.kind {
+		case kString:
+			fs.StringVar(p.(*string), s.flag, raw, usage)
+		case kInt:
+			n, _ := strconv.Atoi(cmpOr(raw, "0"))
+			fs.IntVar(p.(*int), s.flag, n, usage)
+		case kDuration:
+			d, _ := time.ParseDuration(cmpOr(raw, "0s"))
+			*p.(*Duration) = Duration(d)
+			fs.Var((*durationFlag)(p.(*Duration)), s.flag, usage)
+		}
+	}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// checkKind reports whether v is a value of kind k.
+func checkKind(k kind, v string) error {
+	switch k {
+	case kInt:
+		if _, err := strconv.Atoi(v); err != nil {
+			return fmt.Errorf("want an integer")
+		}
+	case kDuration:
+		if _, err := time.ParseDuration(v); err != nil {
+			return fmt.Errorf("want a duration such as 30s or 1m30s")
+		}
+	}
+	return nil
+}
+
+// durationFlag is a Duration as a flag.Value.
+type durationFlag Duration
+
+func (d *durationFlag) String() string { return Duration(*d).String() }
+
+func (d *durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 30s or 1m30s")
+	}
+	*d = durationFlag(v)
+	return nil
+}
+
+// Get returns the time.Duration, so that help shows the default unquoted.
+func (d *durationFlag) Get() any { return time.Duration(*d) }

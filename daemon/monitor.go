@@ -1,0 +1,344 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dynamodb-event-store/eventstore/store"
+	"github.com/dynamodb-event-store/eventstore/subscribe"
+	"github.com/dynamodb-event-store/eventstore/subscribe/promhooks"
+)
+
+// healthSource is what the monitor reads subscriptions from:
+// *subscribe.Worker.
+type healthSource interface {
+	Health() []subscribe.Health
+}
+
+// headReader finds the newest commit of the commit-order index:
+// *store.Store.
+type headReader interface {
+	Head(ctx context.Context) (store.Position, bool, error)
+}
+
+var (
+	_ healthSource = (*subscribe.Worker)(nil)
+	_ headReader   = (*store.Store)(nil)
+)
+
+// clockSkew is how far the time a checkpoint was saved (this machine's
+// clock) may lag behind the commit time of a commit it covers (the
+// writer's clock), where only times can tell: the stream source's
+// StreamOptions.Margin default.
+const clockSkew = 10 * time.Second
+
+// maxProbeInterval caps the delay between two reads of the head.
+const maxProbeInterval = 15 * time.Second
+
+// monitor watches the subscriptions and the head of the index, tells which
+// subscriptions are stuck, answers /readyz and exports the daemon's
+// metrics. It is safe for concurrent use.
+type monitor struct {
+	src        healthSource
+	head       headReader
+	clock      func() time.Time
+	stuckAfter time.Duration
+	log        *slog.Logger
+
+	mu       sync.Mutex
+	headPos  store.Position
+	headOK   bool // headPos is known
+	headErr  error
+	headTime time.Time // commit time of headPos
+	subs     map[string]*subTrack
+	probes   float64
+	probeErr float64
+}
+
+// subTrack follows one subscription's progress.
+type subTrack struct {
+	progress  string    // what of the position counts as progress
+	changedAt time.Time // when progress was last seen changing
+	// behindSince is when the subscription was first seen behind the
+	// head of the index since progress last changed; zero when it is not.
+	behindSince time.Time
+}
+
+func newMonitor(src healthSource, head headReader, clock func() time.Time, stuckAfter time.Duration, log *slog.Logger) *monitor {
+	return &monitor{src: src, head: head, clock: clock, stuckAfter: stuckAfter, log: log, subs: map[string]*subTrack{}}
+}
+
+// probeInterval is how often the head is read: a quarter of StuckAfter, at
+// most 15 s, at least 10 ms.
+func (m *monitor) probeInterval() time.Duration {
+	return min(max(m.stuckAfter/4, 10*time.Millisecond), maxProbeInterval)
+}
+
+// run reads the head every probeInterval until ctx ends.
+func (m *monitor) run(ctx context.Context) {
+	t := time.NewTicker(m.probeInterval())
+	defer t.Stop()
+	for {
+		m.probe(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probe reads the head once, then updates every subscription's track.
+func (m *monitor) probe(ctx context.Context) {
+	pos, ok, err := m.head.Head(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	m.mu.Lock()
+	m.probes++
+	switch {
+	case err != nil:
+		m.probeErr++
+		if m.headErr == nil {
+			m.log.Warn("reading the head of the commit-order index failed; stuck detection waits", "err", err)
+		}
+		m.headErr = err
+	default:
+		if m.headErr != nil {
+			m.log.Info("reading the head of the commit-order index works again")
+		}
+		m.headErr = nil
+		if ok && (!m.headOK || pos != m.headPos) {
+			m.headPos, m.headOK = pos, true
+			m.headTime, _ = store.ParseCommitIDTime(pos.CommitID)
+		}
+	}
+	m.mu.Unlock()
+	m.update()
+}
+
+// update reads the subscriptions' health and updates their tracks; it
+// returns the health read.
+func (m *monitor) update() []subscribe.Health {
+	hs := m.src.Health()
+	now := m.clock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, h := range hs {
+		t := m.subs[h.Subscription]
+		p := progressOf(h.Position)
+		if t == nil {
+			t = &subTrack{progress: p, changedAt: now}
+			m.subs[h.Subscription] = t
+		}
+		if p != t.progress {
+			t.progress, t.changedAt, t.behindSince = p, now, time.Time{}
+		}
+		behind := h.State == subscribe.StateRunning && m.headOK && !m.covers(h)
+		switch {
+		case !behind:
+			t.behindSince = time.Time{}
+		case t.behindSince.IsZero():
+			t.behindSince = now
+		}
+	}
+	return hs
+}
+
+// covers reports whether h's checkpoint is at or past the head. Positions
+// of the index source (and of the stream source's catch-up) compare
+// exactly; past that, the stream source's checkpoint covers the head when
+// it was saved after the head's commit time, less clockSkew.
+func (m *monitor) covers(h subscribe.Health) bool {
+	info, err := subscribe.DescribeCheckpoint(h.Position, 0)
+	if err == nil && (info.Phase == "index" || info.Phase == "catchup") {
+		return info.Pending == 0 && info.After.Compare(m.headPos) >= 0
+	}
+	return !h.SavedAt.IsZero() && !m.headTime.IsZero() && !h.SavedAt.Before(m.headTime.Add(-clockSkew))
+}
+
+// progressOf returns what of a checkpoint position counts as progress: the
+// position before which everything is handled, for the index source, since
+// the rest of its checkpoint moves while one aggregate holds it back; the
+// whole position otherwise.
+func progressOf(position string) string {
+	info, err := subscribe.DescribeCheckpoint(position, 0)
+	if err == nil && (info.Phase == "index" || info.Phase == "catchup") {
+		return fmt.Sprintf("%s %s/%s/%d %d", info.Phase, info.After.CommitID, info.After.AggregateID, info.After.Version, info.Pending)
+	}
+	return position
+}
+
+// subStatus is one subscription's state for /readyz and the metrics.
+type subStatus struct {
+	h           subscribe.Health
+	stuck       bool
+	behind      bool          // the head is past the checkpoint
+	stalled     time.Duration // how long work has waited with no progress
+	sinceChange time.Duration
+	stuckAfter  time.Duration
+}
+
+// ready reports whether the subscription runs, reads and is not stuck;
+// why says why not ("" when ok, or when its state says it all).
+func (s subStatus) ready() (ok bool, why string) {
+	switch {
+	case s.h.State != subscribe.StateRunning:
+		if s.h.Err != nil {
+			return false, s.h.Err.Error()
+		}
+		return false, ""
+	case s.h.Err != nil:
+		return false, "failing: " + s.h.Err.Error()
+	case s.stuck:
+		return false, fmt.Sprintf("stuck: checkpoint unchanged for %v while commits wait (--stuck-after %v)", s.stalled.Round(time.Second), s.stuckAfter)
+	}
+	return true, ""
+}
+
+// status returns every subscription's status, in registration order.
+func (m *monitor) status() []subStatus {
+	hs := m.update()
+	now := m.clock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]subStatus, len(hs))
+	for i, h := range hs {
+		s := subStatus{h: h, stuckAfter: m.stuckAfter}
+		if t := m.subs[h.Subscription]; t != nil {
+			s.sinceChange = now.Sub(t.changedAt)
+			if !t.behindSince.IsZero() {
+				s.behind = true
+				s.stalled = now.Sub(t.behindSince)
+				s.stuck = s.stalled >= m.stuckAfter
+			}
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// readiness returns /readyz's answer: whether every subscription is
+// ready, and one line per subscription: its name, its state, and why it is
+// not ready.
+func (m *monitor) readiness() (bool, string) {
+	var b strings.Builder
+	all := true
+	sts := m.status()
+	for _, s := range sts {
+		ok, why := s.ready()
+		fmt.Fprintf(&b, "%s: %s", s.h.Subscription, s.h.State)
+		switch {
+		case ok:
+			fmt.Fprintf(&b, ", ready (lag %v, %d in flight)\n", s.h.Lag.Round(time.Millisecond), s.h.InFlight)
+			continue
+		case why != "":
+			fmt.Fprintf(&b, ", not ready: %s\n", oneLine(why))
+		default:
+			b.WriteString(", not ready\n")
+		}
+		all = false
+	}
+	if len(sts) == 0 {
+		all = false
+		b.WriteString("no subscription\n")
+	}
+	return all, b.String()
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// The daemon's own metrics, named in the package documentation.
+var (
+	descState = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_state",
+		"1 for the subscription's current state (idle, starting, running, stopping, stopped), 0 for the others.",
+		[]string{"subscription", "state"}, nil)
+	descReady = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_ready",
+		"1 when the subscription runs, reads and is not stuck (what /readyz checks), 0 otherwise.",
+		[]string{"subscription"}, nil)
+	descStuck = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_stuck",
+		"1 when the subscription's checkpoint has not moved for --stuck-after while commits wait for it, 0 otherwise.",
+		[]string{"subscription"}, nil)
+	descBehind = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_behind",
+		"1 when the head of the commit-order index is past the subscription's checkpoint (commits wait for it), 0 when it has caught up.",
+		[]string{"subscription"}, nil)
+	descStalled = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_stalled_seconds",
+		"How long the subscription has been behind the head with its checkpoint unmoved; 0 when it is not. Stuck from --stuck-after on.",
+		[]string{"subscription"}, nil)
+	descSaved = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_checkpoint_saved_timestamp_seconds",
+		"Unix time the subscription's checkpoint was last saved (it is saved only when it moves); absent before the first.",
+		[]string{"subscription"}, nil)
+	descAge = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_checkpoint_age_seconds",
+		"Seconds since the subscription's checkpoint was last saved; absent before the first.",
+		[]string{"subscription"}, nil)
+	descUnchanged = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_checkpoint_unchanged_seconds",
+		"Seconds since this process last saw the subscription's checkpoint move.",
+		[]string{"subscription"}, nil)
+	descHead = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_head_commit_timestamp_seconds",
+		"Commit time (Unix seconds, from its commit id) of the newest commit in the commit-order index; absent until read.",
+		nil, nil)
+	descProbes = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_head_reads_total",
+		"Reads of the head of the commit-order index, successful or not.", nil, nil)
+	descProbeErrors = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_head_read_errors_total",
+		"Reads of the head of the commit-order index that failed.", nil, nil)
+)
+
+var states = []subscribe.State{subscribe.StateIdle, subscribe.StateStarting, subscribe.StateRunning, subscribe.StateStopping, subscribe.StateStopped}
+
+// Describe implements prometheus.Collector.
+func (m *monitor) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descState, descReady, descStuck, descBehind, descStalled, descSaved, descAge, descUnchanged, descHead, descProbes, descProbeErrors} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *monitor) Collect(ch chan<- prometheus.Metric) {
+	now := m.clock()
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for _, s := range m.status() {
+		name := s.h.Subscription
+		for _, st := range states {
+			emit(ch, descState, prometheus.GaugeValue, b2f(s.h.State == st), name, string(st))
+		}
+		ok, _ := s.ready()
+		emit(ch, descReady, prometheus.GaugeValue, b2f(ok), name)
+		emit(ch, descStuck, prometheus.GaugeValue, b2f(s.stuck), name)
+		emit(ch, descBehind, prometheus.GaugeValue, b2f(s.behind), name)
+		emit(ch, descStalled, prometheus.GaugeValue, s.stalled.Seconds(), name)
+		emit(ch, descUnchanged, prometheus.GaugeValue, s.sinceChange.Seconds(), name)
+		if !s.h.SavedAt.IsZero() {
+			emit(ch, descSaved, prometheus.GaugeValue, float64(s.h.SavedAt.UnixMilli())/1000, name)
+			emit(ch, descAge, prometheus.GaugeValue, max(0, now.Sub(s.h.SavedAt).Seconds()), name)
+		}
+	}
+	m.mu.Lock()
+	headTime, probes, probeErr := m.headTime, m.probes, m.probeErr
+	m.mu.Unlock()
+	if !headTime.IsZero() {
+		emit(ch, descHead, prometheus.GaugeValue, float64(headTime.UnixMilli())/1000)
+	}
+	emit(ch, descProbes, prometheus.CounterValue, probes)
+	emit(ch, descProbeErrors, prometheus.CounterValue, probeErr)
+}
+
+// emit sends a metric, or nothing if it cannot be made (a label value
+// that is not UTF-8, which the names' checks rule out).
+func emit(ch chan<- prometheus.Metric, d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+	if m, err := prometheus.NewConstMetric(d, t, v, labels...); err == nil {
+		ch <- m
+	}
+}

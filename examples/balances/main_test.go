@@ -1,0 +1,9 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/dynamodb-event-store/eventstore/internal/ddbtest"
+)
+
+func TestMain(m *testing.M) { ddbtest.Main(m) }
