@@ -57,6 +57,16 @@ type Checkpoint struct {
 	// UpdatedAt is when Position was last saved or set, in UTC at
 	// millisecond precision; zero if never.
 	UpdatedAt time.Time
+	// Expires is when the owner's lease ends unless renewed (Leaser), in
+	// UTC at millisecond precision; zero when the key is not held under a
+	// lease (no owner, or held by Claim, which does not expire).
+	Expires time.Time
+}
+
+// Live reports whether cp is held by an owner whose lease has not expired
+// at now: an owner, and Expires zero (Claim) or after now.
+func (cp Checkpoint) Live(now time.Time) bool {
+	return cp.Owner != "" && (cp.Expires.IsZero() || cp.Expires.After(now))
 }
 
 // Store keeps checkpoints. Implementations are safe for concurrent use, and
@@ -215,4 +225,31 @@ type RequestStore interface {
 	// that is not there (or was replaced by another id) is not an error and
 	// changes nothing.
 	DeleteRequest(ctx context.Context, subscription, aggregateID, id string) error
+}
+
+// Leaser is an optional ability of a Store (found by type assertion):
+// leases that expire, so that several processes share a subscription's
+// units of work and take over those of a process that died. The store
+// decides races by the lease counter alone; whether a lease has expired
+// is for the caller to judge from Expires and its own clock (hosts' clocks
+// must agree to well within a lease's duration).
+type Leaser interface {
+	// Take makes owner the holder of key for d from the store's clock, if
+	// the key's lease counter is still seen.Lease (0 for a key that has no
+	// checkpoint yet): it increments the counter (fencing any earlier
+	// holder's Save and Renew), sets Owner and Expires, keeps Position, and
+	// returns the new checkpoint. The caller takes a free key (Owner ""),
+	// an expired one, or steals a live one to balance the load. When the
+	// counter moved meanwhile it returns a *FencedError naming the current
+	// owner and lease (errors.Is ErrFenced) and changes nothing. An
+	// invalid key, an empty owner, a negative seen.Lease or a d below one
+	// millisecond returns an error matching ErrInvalidArgument.
+	Take(ctx context.Context, key Key, owner string, seen Checkpoint, d time.Duration) (Checkpoint, error)
+	// Renew extends cp's lease to d from the store's clock if cp.Owner
+	// still holds cp.Key at lease cp.Lease, and returns the checkpoint
+	// with the new Expires (the counter is unchanged). Otherwise it returns
+	// a *FencedError, or an error matching ErrNotFound if the key has no
+	// checkpoint. Invalid input returns an error matching
+	// ErrInvalidArgument.
+	Renew(ctx context.Context, cp Checkpoint, d time.Duration) (Checkpoint, error)
 }
