@@ -12,6 +12,6 @@
 //   - iam/*.json are the same policies as plain documents, with placeholders.
 //
 // See README.md in this folder for how to deploy them. Container and
-// Kubernetes manifests, a Grafana dashboard and Prometheus alert rules will
-// come with the daemon.
+// Kubernetes manifests, a Grafana dashboard and Prometheus alert rules are
+// not here yet.
 package deploy

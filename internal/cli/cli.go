@@ -19,7 +19,7 @@ const (
 	ExitFailure     = 1   // AWS errors, missing or non-conforming table, corrupt items read
 	ExitUsage       = 2   // unknown command, bad flag or environment value, bad input line
 	ExitConflict    = 3   // version conflict on append
-	ExitRefused     = 4   // refused: a checkpoint held by a worker, an unknown subscription, a discard without --yes
+	ExitRefused     = 4   // refused: checkpoint set/reset of a held checkpoint or of an unknown subscription, a discard without --yes
 	ExitInterrupted = 130 // stopped by a signal (the context given to Run was cancelled)
 )
 

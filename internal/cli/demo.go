@@ -254,6 +254,9 @@ writing:
 	}
 	printProgress()
 	if metricsURL != "" {
+		// The lag gauges are set once per checkpoint interval (1 s): let
+		// them see the worker caught up.
+		time.Sleep(1200 * time.Millisecond)
 		showMetrics(work, s, metricsURL)
 	}
 	stopWorker()

@@ -18,8 +18,10 @@
 // statuses: 0 success; 1 a failure (AWS errors, a missing or
 // non-conforming table, corrupt items read); 2 a usage error (unknown
 // command, bad flag or environment value, bad input line); 3 a version
-// conflict on append; 130 interrupted (SIGINT or SIGTERM, or the context
-// given to Run cancelled).
+// conflict on append; 4 refused (checkpoint set or reset of a checkpoint
+// a worker holds, without --force, or of one that does not exist, without
+// --create; parked discard without --yes); 130 interrupted (SIGINT or
+// SIGTERM, or the context given to Run cancelled).
 //
 // AWS configuration comes from the SDK's standard chain
 // (config.LoadDefaultConfig: environment, shared config and credentials

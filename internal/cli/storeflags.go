@@ -21,6 +21,10 @@ const (
 	EnvTable   = "EVENTSTORE_TABLE"
 	EnvIndex   = "EVENTSTORE_INDEX"
 	EnvBuckets = "EVENTSTORE_BUCKETS"
+	// EnvEndpoint and EnvRegion are those of --endpoint and --region, the
+	// names the worker daemon reads too.
+	EnvEndpoint = "EVENTSTORE_ENDPOINT"
+	EnvRegion   = "EVENTSTORE_REGION"
 )
 
 // storeFlags are the flags every data command takes: where the commits table
@@ -51,10 +55,10 @@ func addStoreFlags(fs *flag.FlagSet, env func(string) string) *storeFlags {
 	}
 	fs.IntVar(&f.buckets, "buckets", buckets,
 		"number `N` of index buckets (1 to "+strconv.Itoa(store.MaxIndexBuckets)+"); every writer and reader of a table\nmust use the same; $"+EnvBuckets+" sets the default")
-	fs.StringVar(&f.endpoint, "endpoint", "",
-		"DynamoDB endpoint `URL`, e.g. http://localhost:8000 (default: the SDK's,\nfrom $AWS_ENDPOINT_URL_DYNAMODB or the profile); on a loopback address the\nresponse checksum is not checked (DynamoDB Local's does not match)")
-	fs.StringVar(&f.region, "region", "",
-		"AWS `REGION` (default: the SDK's, from $AWS_REGION or the profile)")
+	fs.StringVar(&f.endpoint, "endpoint", env(EnvEndpoint),
+		"DynamoDB endpoint `URL`, e.g. http://localhost:8000; $"+EnvEndpoint+" sets the default, else\nthe SDK's, from $AWS_ENDPOINT_URL_DYNAMODB or the profile; on a loopback address\nthe response checksum is not checked (DynamoDB Local's does not match)")
+	fs.StringVar(&f.region, "region", env(EnvRegion),
+		"AWS `REGION`; $"+EnvRegion+" sets the default, else the SDK's, from $AWS_REGION or\nthe profile")
 	return f
 }
 
