@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
 	"github.com/dynamodb-event-store/eventstore/checkpoint/dynamocheckpoint"
 	"github.com/dynamodb-event-store/eventstore/internal/awscfg"
+	"github.com/dynamodb-event-store/eventstore/internal/flaghelp"
 	"github.com/dynamodb-event-store/eventstore/store"
 	"github.com/dynamodb-event-store/eventstore/subscribe"
 	"github.com/dynamodb-event-store/eventstore/subscribe/promhooks"
@@ -521,24 +521,7 @@ error or the daemon could not start, 2 for an invalid configuration.`
 // w.
 func PrintHelp(w io.Writer, prog string, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: %s [flags]\n\n%s\n\nFlags:\n", prog, Help)
-	fs.VisitAll(func(f *flag.Flag) {
-		typ, usage := flag.UnquoteUsage(f)
-		fmt.Fprintf(w, "  --%s", f.Name)
-		if typ != "" {
-			fmt.Fprintf(w, " %s", typ)
-		}
-		fmt.Fprintf(w, "\n      %s", strings.ReplaceAll(usage, "\n", "\n      "))
-		if def := f.DefValue; def != "" && def != "0" && def != "false" {
-			if g, ok := f.Value.(flag.Getter); ok {
-				if _, isString := g.Get().(string); isString {
-					def = strconv.Quote(def)
-				}
-			}
-			fmt.Fprintf(w, " (default %s)", def)
-		}
-		fmt.Fprintln(w)
-	})
-	fmt.Fprint(w, "  -h, --help\n      show this help\n")
+	flaghelp.Write(w, fs)
 }
 
 // Main runs a daemon program: RunArgs on os.Args[1:], with a context that

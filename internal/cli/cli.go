@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/dynamodb-event-store/eventstore/internal/flaghelp"
 )
 
 // Exit statuses of Run.
@@ -294,24 +295,7 @@ func printHelp(w io.Writer, cmd *command, name string, fs *flag.FlagSet) {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(cmd.help))
 	}
 	fmt.Fprint(w, "\nFlags:\n")
-	fs.VisitAll(func(f *flag.Flag) {
-		typ, usage := flag.UnquoteUsage(f)
-		fmt.Fprintf(w, "  --%s", f.Name)
-		if typ != "" {
-			fmt.Fprintf(w, " %s", typ)
-		}
-		fmt.Fprintf(w, "\n      %s", strings.ReplaceAll(usage, "\n", "\n      "))
-		if def := f.DefValue; def != "" && def != "0" && def != "false" {
-			if g, ok := f.Value.(flag.Getter); ok {
-				if _, isString := g.Get().(string); isString {
-					def = strconv.Quote(def)
-				}
-			}
-			fmt.Fprintf(w, " (default %s)", def)
-		}
-		fmt.Fprintln(w)
-	})
-	fmt.Fprint(w, "  -h, --help\n      show this help\n")
+	flaghelp.Write(w, fs)
 }
 
 // lockedWriter serialises writes to w; the AWS SDK may log from other
