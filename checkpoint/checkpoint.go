@@ -48,11 +48,13 @@ type Checkpoint struct {
 	// yet. At most MaxPositionBytes of valid UTF-8.
 	Position string
 	// Owner is the process that holds the key; "" when none does (never
-	// claimed, released, or moved by Setter.Set).
+	// claimed, released, or moved by Setter.Set). An owner whose lease has
+	// expired (see Expires and Live) is still named here until the key is
+	// taken, claimed, released or set.
 	Owner string
-	// Lease is the fencing token: incremented by every Claim (and every
-	// Set); Save must present the current one. It is 1 after a key's first
-	// Claim or Set.
+	// Lease is the fencing token: incremented by every Claim, Take
+	// (Leaser) and Set; Save must present the current one. It is 1 after
+	// a key's first Claim, Take or Set.
 	Lease int64
 	// UpdatedAt is when Position was last saved or set, in UTC at
 	// millisecond precision; zero if never.
@@ -76,16 +78,18 @@ type Store interface {
 	// Claim makes owner the holder of key: it increments the key's lease
 	// counter (creating the key, with an empty Position, if it has none)
 	// and returns the checkpoint with the new counter. Any earlier holder's
-	// later Save fails with ErrFenced. An invalid key or an empty owner
-	// returns an error matching ErrInvalidArgument.
+	// later Save fails with ErrFenced. Claim clears Expires: a key held by
+	// Claim does not expire. An invalid key or an empty owner returns an
+	// error matching ErrInvalidArgument.
 	Claim(ctx context.Context, key Key, owner string) (Checkpoint, error)
 	// Save stores cp.Position for cp.Key if cp.Owner still holds it at lease
-	// cp.Lease, and sets UpdatedAt to the store's clock; otherwise it
-	// returns a *FencedError (errors.Is ErrFenced) naming the current owner
-	// and lease, or an error matching ErrNotFound if the key has no
-	// checkpoint. An invalid key, an empty owner, a lease below 1 or a
-	// position that is not valid UTF-8 or longer than MaxPositionBytes
-	// returns an error matching ErrInvalidArgument.
+	// cp.Lease, and sets UpdatedAt to the store's clock (Owner, Lease and
+	// Expires are unchanged); otherwise it returns a *FencedError
+	// (errors.Is ErrFenced) naming the current owner and lease, or an error
+	// matching ErrNotFound if the key has no checkpoint. An invalid key, an
+	// empty owner, a lease below 1 or a position that is not valid UTF-8 or
+	// longer than MaxPositionBytes returns an error matching
+	// ErrInvalidArgument.
 	Save(ctx context.Context, cp Checkpoint) error
 	// Load returns key's checkpoint, or an error matching ErrNotFound. An
 	// invalid key returns an error matching ErrInvalidArgument.
@@ -107,18 +111,20 @@ type Lister interface {
 // Setter is an optional ability of a Store for operators.
 type Setter interface {
 	// Set overwrites key's Position whoever holds it, but only if force is
-	// true or no owner holds it (Owner ""); otherwise it returns a
-	// *HeldError (errors.Is ErrHeld) naming the owner. It creates the key
-	// if it has no checkpoint, increments the lease counter, so that a live
-	// holder's next Save is fenced, leaves the key with no owner, sets
-	// UpdatedAt, and returns the new checkpoint. Errors for invalid input
-	// are those of Save.
+	// true or no live holder holds it: no owner, or an owner whose lease
+	// has expired (Checkpoint.Live is false at the store's clock; a holder
+	// by Claim never expires). Otherwise it returns a *HeldError (errors.Is
+	// ErrHeld) naming the owner and its lease's Expires. It creates the key
+	// if it has no checkpoint, increments the lease counter, so that the
+	// holder's next Save (and Renew) is fenced, leaves the key with no owner
+	// and no Expires, sets UpdatedAt, and returns the new checkpoint. Errors
+	// for invalid input are those of Save.
 	Set(ctx context.Context, key Key, position string, force bool) (Checkpoint, error)
-	// Release clears the key's Owner if cp.Owner still holds it at lease
-	// cp.Lease (for a clean shutdown), so that another process may Claim it
-	// and an operator may Set it without force. The position and the lease
-	// counter are unchanged. Otherwise it returns a *FencedError or an
-	// error matching ErrNotFound, as Save does.
+	// Release clears the key's Owner and Expires if cp.Owner still holds it
+	// at lease cp.Lease (for a clean shutdown), so that another process may
+	// Claim or Take it and an operator may Set it without force. The
+	// position and the lease counter are unchanged. Otherwise it returns a
+	// *FencedError or an error matching ErrNotFound, as Save does.
 	Release(ctx context.Context, cp Checkpoint) error
 }
 
@@ -241,15 +247,16 @@ type Leaser interface {
 	// returns the new checkpoint. The caller takes a free key (Owner ""),
 	// an expired one, or steals a live one to balance the load. When the
 	// counter moved meanwhile it returns a *FencedError naming the current
-	// owner and lease (errors.Is ErrFenced) and changes nothing. An
-	// invalid key, an empty owner, a negative seen.Lease or a d below one
-	// millisecond returns an error matching ErrInvalidArgument.
+	// owner and lease (errors.Is ErrFenced; no owner and lease 0 for a key
+	// that has no checkpoint) and changes nothing. An invalid key, an empty
+	// owner, a negative seen.Lease or a d below one millisecond returns an
+	// error matching ErrInvalidArgument.
 	Take(ctx context.Context, key Key, owner string, seen Checkpoint, d time.Duration) (Checkpoint, error)
 	// Renew extends cp's lease to d from the store's clock if cp.Owner
-	// still holds cp.Key at lease cp.Lease, and returns the checkpoint
-	// with the new Expires (the counter is unchanged). Otherwise it returns
-	// a *FencedError, or an error matching ErrNotFound if the key has no
-	// checkpoint. Invalid input returns an error matching
+	// still holds cp.Key at lease cp.Lease, and returns the checkpoint as
+	// stored, with the new Expires (the counter is unchanged). Otherwise it
+	// returns a *FencedError, or an error matching ErrNotFound if the key
+	// has no checkpoint. Invalid input returns an error matching
 	// ErrInvalidArgument.
 	Renew(ctx context.Context, cp Checkpoint, d time.Duration) (Checkpoint, error)
 }

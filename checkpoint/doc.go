@@ -25,6 +25,15 @@
 //   - [Setter.Set] lets an operator move a position; it increments the
 //     counter too, so a live holder's next Save is fenced.
 //
+// Several processes share a subscription's units of work through leases
+// that expire ([Leaser], an optional ability of a Store): [Leaser.Take]
+// makes a process the owner until [Checkpoint.Expires] if the lease counter
+// is still the one the caller saw (a free key, an expired one, or a live
+// one stolen to balance the load), and [Leaser.Renew] extends the holder's
+// lease. The store decides races by the counter alone; whether a lease has
+// expired is for the caller to judge ([Checkpoint.Live]). Set refuses only a
+// live holder: an owner whose lease expired no longer blocks an operator.
+//
 // # Parked commits
 //
 // A [ParkStore] keeps the commits a handler gave up on, per subscription,

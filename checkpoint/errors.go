@@ -3,34 +3,38 @@ package checkpoint
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinel errors. Every error an implementation returns for one of these
 // conditions matches the sentinel with errors.Is; the typed errors below
 // carry the facts.
 var (
-	// ErrFenced: Save or Release presented an owner or lease that no longer
-	// holds the key. Returned as a *FencedError.
+	// ErrFenced: Save, Release or Renew presented an owner or lease that no
+	// longer holds the key, or Take a lease counter that moved. Returned as
+	// a *FencedError.
 	ErrFenced = errors.New("checkpoint: fenced")
 	// ErrNotFound: the key has no checkpoint.
 	ErrNotFound = errors.New("checkpoint: not found")
-	// ErrHeld: Set without force found the key held by an owner. Returned
-	// as a *HeldError.
+	// ErrHeld: Set without force found the key held by a live owner (see
+	// Checkpoint.Live). Returned as a *HeldError.
 	ErrHeld = errors.New("checkpoint: held")
 	// ErrInvalidArgument: input was rejected before any call or write (an
 	// empty subscription, an empty owner, a negative version, …).
 	ErrInvalidArgument = errors.New("checkpoint: invalid argument")
 )
 
-// FencedError reports that a Save or Release presented an owner and lease
-// that no longer hold the key. It matches ErrFenced.
+// FencedError reports that a Save, Release or Renew presented an owner and
+// lease that no longer hold the key, or that a Take presented a lease
+// counter the key no longer has. It matches ErrFenced.
 type FencedError struct {
 	Key Key
 	// Owner and Lease are the key's current holder ("" if none) and lease
 	// counter.
 	Owner string
 	Lease int64
-	// PresentedOwner and PresentedLease are what the caller presented.
+	// PresentedOwner and PresentedLease are what the caller presented: for
+	// Take, the owner to be and seen.Lease.
 	PresentedOwner string
 	PresentedLease int64
 }
@@ -47,16 +51,24 @@ func (e *FencedError) Error() string {
 // Is reports whether target is ErrFenced.
 func (e *FencedError) Is(target error) bool { return target == ErrFenced }
 
-// HeldError reports that Set without force found the key held. It matches
-// ErrHeld.
+// HeldError reports that Set without force found the key held by a live
+// owner. It matches ErrHeld.
 type HeldError struct {
 	Key Key
 	// Owner is the key's current holder.
 	Owner string
+	// Expires is when the holder's lease ends unless renewed, in UTC at
+	// millisecond precision; zero for a holder by Claim, which does not
+	// expire.
+	Expires time.Time
 }
 
 func (e *HeldError) Error() string {
-	return fmt.Sprintf("checkpoint: held: %s is held by owner %q (force to overwrite)", e.Key, e.Owner)
+	if e.Expires.IsZero() {
+		return fmt.Sprintf("checkpoint: held: %s is held by owner %q (force to overwrite)", e.Key, e.Owner)
+	}
+	return fmt.Sprintf("checkpoint: held: %s is held by owner %q under a lease ending %s unless renewed (force to overwrite)",
+		e.Key, e.Owner, e.Expires.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 }
 
 // Is reports whether target is ErrHeld.

@@ -22,7 +22,13 @@ import (
 // must return stores that hold nothing yet (a fresh table, a new value); the
 // two may be the same value. Stores are used only through the checkpoint
 // interfaces.
-func Run(t *testing.T, newStores func(t *testing.T) (checkpoint.Store, checkpoint.ParkStore)) {
+//
+// The stores must take every time they stamp or compare (UpdatedAt,
+// Expires, ParkedAt, …) from clock, which is safe for concurrent use. It
+// follows the system clock, except in the tests of checkpoint.Leaser, which
+// stop it at a fixed instant and move it by hand so that leases expire
+// exactly when the tests say.
+func Run(t *testing.T, newStores func(t *testing.T, clock func() time.Time) (checkpoint.Store, checkpoint.ParkStore)) {
 	t.Helper()
 	tests := []struct {
 		name string
@@ -55,10 +61,55 @@ func Run(t *testing.T, newStores func(t *testing.T) (checkpoint.Store, checkpoin
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s, ps := newStores(t)
+			s, ps := newStores(t, new(testClock).now)
 			tc.fn(t, s, ps)
 		})
 	}
+	for _, tc := range leaseTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clock := new(testClock)
+			s, _ := newStores(t, clock.now)
+			l, ok := s.(checkpoint.Leaser)
+			if !ok {
+				t.Skipf("%T does not implement checkpoint.Leaser", s)
+			}
+			clock.stop(leaseEpoch)
+			tc.fn(t, leaseEnv{s: s, l: l, clock: clock})
+		})
+	}
+}
+
+// testClock is the clock Run gives the stores: the system clock until
+// stopped, then a time moved only by advance.
+type testClock struct {
+	mu      sync.Mutex
+	stopped bool
+	at      time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return c.at
+	}
+	return time.Now()
+}
+
+// stop stops the clock at at.
+func (c *testClock) stop(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped, c.at = true, at
+}
+
+// advance moves a stopped clock forward by d and returns the new time.
+func (c *testClock) advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at = c.at.Add(d)
+	return c.at
 }
 
 // ---- helpers

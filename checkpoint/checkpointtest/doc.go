@@ -1,20 +1,23 @@
 // Package checkpointtest is the conformance suite every implementation of
 // checkpoint.Store and checkpoint.ParkStore passes: one set of tests for
 // the promises package checkpoint documents (fencing, atomic claims,
-// ordering, idempotent parking, requests replaced and completed atomically,
-// complete reads, input rules), run against the in-memory and the DynamoDB
-// implementations alike.
+// leases that expire, ordering, idempotent parking, requests replaced and
+// completed atomically, complete reads, input rules), run against the
+// in-memory and the DynamoDB implementations alike.
 //
 // An implementation's tests call [Run]:
 //
 //	func TestConformance(t *testing.T) {
-//		checkpointtest.Run(t, func(t *testing.T) (checkpoint.Store, checkpoint.ParkStore) {
-//			s := memcheckpoint.New()
+//		checkpointtest.Run(t, func(t *testing.T, clock func() time.Time) (checkpoint.Store, checkpoint.ParkStore) {
+//			s := memcheckpoint.NewWithClock(clock)
 //			return s, s
 //		})
 //	}
 //
-// The optional abilities (checkpoint.Lister and checkpoint.Setter of the
-// Store, checkpoint.RequestStore of the ParkStore) are tested when the
-// stores have them and reported as skipped otherwise.
+// The stores must take their time from the clock Run passes: the tests of
+// leases stop it and move it by hand.
+//
+// The optional abilities (checkpoint.Lister, checkpoint.Setter and
+// checkpoint.Leaser of the Store, checkpoint.RequestStore of the ParkStore)
+// are tested when the stores have them and reported as skipped otherwise.
 package checkpointtest

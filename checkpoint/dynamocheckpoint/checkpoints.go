@@ -7,6 +7,7 @@ import (
 	"iter"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
@@ -18,9 +19,10 @@ import (
 )
 
 // Claim makes owner the holder of key with one UpdateItem that increments
-// the lease counter and sets the owner, creating the item if needed, and
-// returns the checkpoint as updated. See checkpoint.Store for the errors; an
-// item that does not decode returns a *DecodeError.
+// the lease counter, sets the owner and removes expires (a claim does not
+// expire), creating the item if needed, and returns the checkpoint as
+// updated. See checkpoint.Store for the errors; an item that does not
+// decode returns a *DecodeError.
 func (s *Store) Claim(ctx context.Context, key checkpoint.Key, owner string) (checkpoint.Checkpoint, error) {
 	if err := input.Key(key); err != nil {
 		return checkpoint.Checkpoint{}, err
@@ -29,7 +31,8 @@ func (s *Store) Claim(ctx context.Context, key checkpoint.Key, owner string) (ch
 		return checkpoint.Checkpoint{}, err
 	}
 	update := expression.Add(expression.Name(AttrLease), expression.Value(1)).
-		Set(expression.Name(AttrOwner), expression.Value(owner))
+		Set(expression.Name(AttrOwner), expression.Value(owner)).
+		Remove(expression.Name(AttrExpires))
 	expr, err := expression.NewBuilder().WithUpdate(update).Build()
 	if err != nil {
 		return checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: claim %s: build expression: %w", key, err)
@@ -48,6 +51,83 @@ func (s *Store) Claim(ctx context.Context, key checkpoint.Key, owner string) (ch
 	return decodeCheckpoint(out.Attributes)
 }
 
+// Take makes owner the holder of key until d from Config.Clock with one
+// UpdateItem that increments the lease counter and sets owner and expires,
+// conditional on the counter being seen.Lease (on there being none when
+// seen.Lease is 0, which creates the item). On a failed condition DynamoDB
+// returns the item as it is, which fills the *checkpoint.FencedError. See
+// checkpoint.Leaser for the errors; an item that does not decode returns a
+// *DecodeError.
+func (s *Store) Take(ctx context.Context, key checkpoint.Key, owner string, seen checkpoint.Checkpoint, d time.Duration) (checkpoint.Checkpoint, error) {
+	if err := input.Key(key); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Owner(owner); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Seen(key, seen.Lease); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.LeaseDuration(d); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	cond := expression.AttributeNotExists(expression.Name(AttrLease))
+	if seen.Lease > 0 {
+		cond = expression.Name(AttrLease).Equal(expression.Value(seen.Lease))
+	}
+	update := expression.Add(expression.Name(AttrLease), expression.Value(1)).
+		Set(expression.Name(AttrOwner), expression.Value(owner)).
+		Set(expression.Name(AttrExpires), expression.Value(input.Expires(s.cfg.Clock(), d).UnixMilli()))
+	expr, err := expression.NewBuilder().WithUpdate(update).WithCondition(cond).Build()
+	if err != nil {
+		return checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: take %s: build expression: %w", key, err)
+	}
+	out, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           aws.String(s.cfg.TableName),
+		Key:                                 checkpointKey(key),
+		UpdateExpression:                    expr.Update(),
+		ConditionExpression:                 expr.Condition(),
+		ExpressionAttributeNames:            expr.Names(),
+		ExpressionAttributeValues:           expr.Values(),
+		ReturnValues:                        types.ReturnValueAllNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		return decodeCheckpoint(out.Attributes)
+	case !errors.As(err, &ccf):
+		return checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: take %s for %q at lease %d: %w", key, owner, seen.Lease, err)
+	}
+	fenced := &checkpoint.FencedError{Key: key, PresentedOwner: owner, PresentedLease: seen.Lease}
+	if len(ccf.Item) > 0 { // else the key has no checkpoint: no owner, counter 0
+		cur, err := decodeCheckpoint(ccf.Item)
+		if err != nil {
+			return checkpoint.Checkpoint{}, err
+		}
+		fenced.Owner, fenced.Lease = cur.Owner, cur.Lease
+	}
+	return checkpoint.Checkpoint{}, fenced
+}
+
+// Renew extends cp's lease to d from Config.Clock with one UpdateItem that
+// sets expires, conditional on cp.Owner and cp.Lease, and returns the
+// checkpoint as updated. See checkpoint.Leaser for the errors.
+func (s *Store) Renew(ctx context.Context, cp checkpoint.Checkpoint, d time.Duration) (checkpoint.Checkpoint, error) {
+	if err := input.Holder(cp); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.LeaseDuration(d); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	update := expression.Set(expression.Name(AttrExpires), expression.Value(input.Expires(s.cfg.Clock(), d).UnixMilli()))
+	item, err := s.updateHeld(ctx, "renew", cp, update, types.ReturnValueAllNew)
+	if err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	return decodeCheckpoint(item)
+}
+
 // heldCondition is the condition that owner holds the key at lease.
 func heldCondition(cp checkpoint.Checkpoint) expression.ConditionBuilder {
 	return expression.Name(AttrOwner).Equal(expression.Value(cp.Owner)).
@@ -63,54 +143,60 @@ func setPosition(u expression.UpdateBuilder, position string) expression.UpdateB
 }
 
 // Save stores cp.Position with one UpdateItem conditional on cp.Owner and
-// cp.Lease, and sets updatedAt. See checkpoint.Store for the errors.
+// cp.Lease, and sets updatedAt; owner, lease and expires are left as they
+// are. See checkpoint.Store for the errors.
 func (s *Store) Save(ctx context.Context, cp checkpoint.Checkpoint) error {
 	if err := input.Held(cp); err != nil {
 		return err
 	}
 	update := setPosition(expression.Set(expression.Name(AttrUpdatedAt), expression.Value(s.cfg.Clock().UnixMilli())), cp.Position)
-	return s.updateHeld(ctx, "save", cp, update)
+	_, err := s.updateHeld(ctx, "save", cp, update, types.ReturnValueNone)
+	return err
 }
 
-// Release clears the owner with one UpdateItem conditional on cp.Owner and
-// cp.Lease. See checkpoint.Setter for the errors.
+// Release removes owner and expires with one UpdateItem conditional on
+// cp.Owner and cp.Lease. See checkpoint.Setter for the errors.
 func (s *Store) Release(ctx context.Context, cp checkpoint.Checkpoint) error {
 	if err := input.Held(cp); err != nil {
 		return err
 	}
-	return s.updateHeld(ctx, "release", cp, expression.Remove(expression.Name(AttrOwner)))
+	update := expression.Remove(expression.Name(AttrOwner)).Remove(expression.Name(AttrExpires))
+	_, err := s.updateHeld(ctx, "release", cp, update, types.ReturnValueNone)
+	return err
 }
 
-// updateHeld applies update if cp.Owner holds cp.Key at cp.Lease, and
-// otherwise returns a *checkpoint.FencedError or ErrNotFound.
-func (s *Store) updateHeld(ctx context.Context, op string, cp checkpoint.Checkpoint, update expression.UpdateBuilder) error {
+// updateHeld applies update if cp.Owner holds cp.Key at cp.Lease and
+// returns the item as ret asks, and otherwise returns a
+// *checkpoint.FencedError or ErrNotFound.
+func (s *Store) updateHeld(ctx context.Context, op string, cp checkpoint.Checkpoint, update expression.UpdateBuilder, ret types.ReturnValue) (map[string]types.AttributeValue, error) {
 	expr, err := expression.NewBuilder().WithUpdate(update).WithCondition(heldCondition(cp)).Build()
 	if err != nil {
-		return fmt.Errorf("checkpoint: %s %s: build expression: %w", op, cp.Key, err)
+		return nil, fmt.Errorf("checkpoint: %s %s: build expression: %w", op, cp.Key, err)
 	}
-	_, err = s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	out, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(s.cfg.TableName),
 		Key:                                 checkpointKey(cp.Key),
 		UpdateExpression:                    expr.Update(),
 		ConditionExpression:                 expr.Condition(),
 		ExpressionAttributeNames:            expr.Names(),
 		ExpressionAttributeValues:           expr.Values(),
+		ReturnValues:                        ret,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case err == nil:
-		return nil
+		return out.Attributes, nil
 	case !errors.As(err, &ccf):
-		return fmt.Errorf("checkpoint: %s %s for %q at lease %d: %w", op, cp.Key, cp.Owner, cp.Lease, err)
+		return nil, fmt.Errorf("checkpoint: %s %s for %q at lease %d: %w", op, cp.Key, cp.Owner, cp.Lease, err)
 	case len(ccf.Item) == 0:
-		return notFound(cp.Key)
+		return nil, notFound(cp.Key)
 	}
 	cur, err := decodeCheckpoint(ccf.Item)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return &checkpoint.FencedError{Key: cp.Key, Owner: cur.Owner, Lease: cur.Lease, PresentedOwner: cp.Owner, PresentedLease: cp.Lease}
+	return nil, &checkpoint.FencedError{Key: cp.Key, Owner: cur.Owner, Lease: cur.Lease, PresentedOwner: cp.Owner, PresentedLease: cp.Lease}
 }
 
 func notFound(key checkpoint.Key) error {
@@ -139,8 +225,10 @@ func (s *Store) Load(ctx context.Context, key checkpoint.Key) (checkpoint.Checkp
 }
 
 // Set overwrites key's position with one UpdateItem that also increments
-// the lease counter, removes the owner and sets updatedAt, conditional on
-// there being no owner unless force. See checkpoint.Setter for the errors.
+// the lease counter, removes owner and expires and sets updatedAt,
+// conditional unless force on there being no live holder: no owner, or
+// expires at or before Config.Clock's time (a holder by Claim has no
+// expires and never expires). See checkpoint.Setter for the errors.
 func (s *Store) Set(ctx context.Context, key checkpoint.Key, position string, force bool) (checkpoint.Checkpoint, error) {
 	if err := input.Key(key); err != nil {
 		return checkpoint.Checkpoint{}, err
@@ -148,12 +236,16 @@ func (s *Store) Set(ctx context.Context, key checkpoint.Key, position string, fo
 	if err := input.Position(position); err != nil {
 		return checkpoint.Checkpoint{}, err
 	}
+	now := s.cfg.Clock().UnixMilli()
 	update := expression.Add(expression.Name(AttrLease), expression.Value(1)).
-		Set(expression.Name(AttrUpdatedAt), expression.Value(s.cfg.Clock().UnixMilli())).
-		Remove(expression.Name(AttrOwner))
+		Set(expression.Name(AttrUpdatedAt), expression.Value(now)).
+		Remove(expression.Name(AttrOwner)).
+		Remove(expression.Name(AttrExpires))
 	b := expression.NewBuilder().WithUpdate(setPosition(update, position))
 	if !force {
-		b = b.WithCondition(expression.AttributeNotExists(expression.Name(AttrOwner)))
+		// expires <= :now is false when there is no expires.
+		b = b.WithCondition(expression.AttributeNotExists(expression.Name(AttrOwner)).
+			Or(expression.Name(AttrExpires).LessThanEqual(expression.Value(now))))
 	}
 	expr, err := b.Build()
 	if err != nil {
@@ -175,13 +267,14 @@ func (s *Store) Set(ctx context.Context, key checkpoint.Key, position string, fo
 	if err != nil {
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) {
-			// The condition fails only when an owner is there.
+			// The condition fails only when a live owner is there.
 			d := decoder{item: ccf.Item}
 			owner := d.str(AttrOwner, false)
+			expires := d.millis(AttrExpires, false)
 			if d.err != nil {
 				return checkpoint.Checkpoint{}, d.err
 			}
-			return checkpoint.Checkpoint{}, &checkpoint.HeldError{Key: key, Owner: owner}
+			return checkpoint.Checkpoint{}, &checkpoint.HeldError{Key: key, Owner: owner, Expires: expires}
 		}
 		return checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: set %s: %w", key, err)
 	}

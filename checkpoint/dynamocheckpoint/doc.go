@@ -1,7 +1,8 @@
 // Package dynamocheckpoint keeps checkpoints, parked commits and operators'
 // requests in one Amazon DynamoDB table. [Store] implements
 // checkpoint.Store, checkpoint.Lister, checkpoint.Setter,
-// checkpoint.ParkStore and checkpoint.RequestStore, and passes the
+// checkpoint.Leaser, checkpoint.ParkStore and checkpoint.RequestStore, and
+// passes the
 // conformance suite checkpoint/checkpointtest.
 //
 // # Table
@@ -13,8 +14,10 @@
 //
 //   - a checkpoint: pk "cp#"+subscription, sk "u#"+unit, with the
 //     attributes position (S, absent when empty), owner (S, absent when no
-//     one holds the key), lease (N) and updatedAt (N, Unix milliseconds,
-//     absent until a position is saved);
+//     one holds the key), lease (N), updatedAt (N, Unix milliseconds,
+//     absent until a position is saved) and expires (N, Unix milliseconds,
+//     present only while the key is held under a lease that expires: set
+//     by Take and Renew, removed by Claim, Release and Set);
 //   - a parked commit: pk "park#"+subscription, sk the aggregate id with the
 //     bytes U+0000 and U+0001 escaped (as U+0001 U+0002 and U+0001 U+0003),
 //     then U+0001 U+0001, then the version as one letter giving its number
@@ -38,14 +41,20 @@
 //
 // # Calls
 //
-//   - Claim is one UpdateItem (ADD lease 1, SET owner), creating the item
-//     if needed.
-//   - Save and Release are one UpdateItem conditional on owner and lease;
-//     on a failed condition DynamoDB returns the item as it is
-//     (ReturnValuesOnConditionCheckFailure ALL_OLD), which fills the
-//     *checkpoint.FencedError.
-//   - Set is one UpdateItem, conditional on attribute_not_exists(owner)
-//     unless forced.
+//   - Claim is one UpdateItem (ADD lease 1, SET owner, REMOVE expires),
+//     creating the item if needed.
+//   - Take is one UpdateItem (ADD lease 1, SET owner and expires)
+//     conditional on the counter the caller saw (lease = :seen, or
+//     attribute_not_exists(lease) for a key not seen yet, which creates
+//     the item).
+//   - Save, Release (REMOVE owner and expires) and Renew (SET expires) are
+//     one UpdateItem conditional on owner and lease.
+//   - On a failed condition of Take, Save, Release or Renew, DynamoDB
+//     returns the item as it is (ReturnValuesOnConditionCheckFailure
+//     ALL_OLD), which fills the *checkpoint.FencedError.
+//   - Set is one UpdateItem (ADD lease 1, REMOVE owner and expires),
+//     conditional unless forced on attribute_not_exists(owner) OR expires
+//     <= now (Config.Clock), so that only a live holder blocks it.
 //   - Load is a strongly consistent GetItem; List and Parked are strongly
 //     consistent Queries, every page, streamed. List of every subscription
 //     first Scans the table for the subscriptions' names (reading, and

@@ -44,8 +44,8 @@ func setup(t *testing.T, cfg dynamocheckpoint.Config) (*dynamocheckpoint.Store, 
 }
 
 func TestConformance(t *testing.T) {
-	checkpointtest.Run(t, func(t *testing.T) (checkpoint.Store, checkpoint.ParkStore) {
-		s, _ := setup(t, dynamocheckpoint.Config{})
+	checkpointtest.Run(t, func(t *testing.T, clock func() time.Time) (checkpoint.Store, checkpoint.ParkStore) {
+		s, _ := setup(t, dynamocheckpoint.Config{Clock: clock})
 		return s, s
 	})
 }
@@ -277,6 +277,85 @@ func TestInjectedClock(t *testing.T) {
 	}
 	if want := at.Truncate(time.Millisecond); !got.UpdatedAt.Equal(want) {
 		t.Errorf("UpdatedAt %v, want %v", got.UpdatedAt, want)
+	}
+}
+
+// TestLeaseItemLayout checks the expires attribute: Unix milliseconds of
+// Config.Clock plus the lease's duration, set by Take and Renew, removed by
+// Claim, Release and Set, and reported with the item's key when it does not
+// decode.
+func TestLeaseItemLayout(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2030, 1, 2, 3, 4, 5, 6789012, time.UTC)
+	s, client := setup(t, dynamocheckpoint.Config{Clock: func() time.Time { return at }})
+	ctx := t.Context()
+	key := checkpoint.Key{Subscription: "sub", Unit: "u"}
+	raw := func() map[string]types.AttributeValue {
+		t.Helper()
+		out, err := client.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName: aws.String(s.Config().TableName),
+			Key:       map[string]types.AttributeValue{"pk": str("cp#sub"), "sk": str("u#u")},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Item
+	}
+	wantExpires := func(what, want string) {
+		t.Helper()
+		got, ok := raw()[dynamocheckpoint.AttrExpires]
+		switch {
+		case want == "" && ok:
+			t.Errorf("%s: expires = %#v, want none", what, got)
+		case want != "" && (!ok || got.(*types.AttributeValueMemberN).Value != want):
+			t.Errorf("%s: expires = %#v, want N %s", what, got, want)
+		}
+	}
+	cp, err := s.Take(ctx, key, "w1", checkpoint.Checkpoint{}, 1500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantExpires("Take", "1893553446506") // 2030-01-02T03:04:05.006Z + 1.5 s
+	if want := time.UnixMilli(1893553446506).UTC(); !cp.Expires.Equal(want) {
+		t.Errorf("Expires %v, want %v", cp.Expires, want)
+	}
+	if _, err := s.Renew(ctx, cp, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	wantExpires("Renew", "1893553505006")
+	cp, err = s.Claim(ctx, key, "w2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantExpires("Claim", "")
+	if cp, err = s.Take(ctx, key, "w3", cp, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	wantExpires("Release", "")
+	if item := raw(); item[dynamocheckpoint.AttrOwner] != nil {
+		t.Errorf("owner after Release: %#v", item[dynamocheckpoint.AttrOwner])
+	}
+	if _, err := s.Take(ctx, key, "w4", checkpoint.Checkpoint{Lease: 3}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Set(ctx, key, "p", true); err != nil {
+		t.Fatal(err)
+	}
+	wantExpires("Set", "")
+
+	put(t, client, s, map[string]types.AttributeValue{"pk": str("cp#sub"), "sk": str("u#bad"), "lease": num("1"), "owner": str("w1"), "expires": str("soon")})
+	_, err = s.Load(ctx, checkpoint.Key{Subscription: "sub", Unit: "bad"})
+	var de *dynamocheckpoint.DecodeError
+	if !errors.As(err, &de) || de.SK != "u#bad" || de.Attribute != "expires" {
+		t.Errorf("Load of an item whose expires is a string: %v, want a DecodeError on expires", err)
+	}
+	// Set without force reads the holder from the failed condition.
+	_, err = s.Set(ctx, checkpoint.Key{Subscription: "sub", Unit: "bad"}, "p", false)
+	if !errors.As(err, &de) || de.Attribute != "expires" {
+		t.Errorf("Set of an item whose expires is a string: %v, want a DecodeError on expires", err)
 	}
 }
 

@@ -19,11 +19,13 @@ const (
 	AttrPK = "pk"
 	AttrSK = "sk"
 
-	// Checkpoint items.
+	// Checkpoint items. Expires is Unix milliseconds, present only while
+	// the key is held under a lease (Take, Renew).
 	AttrPosition  = "position"
 	AttrOwner     = "owner"
 	AttrLease     = "lease"
 	AttrUpdatedAt = "updatedAt"
+	AttrExpires   = "expires"
 
 	// Parked commit items: the commit's own attributes, as in the commits
 	// table, then the parking facts.
@@ -286,6 +288,7 @@ func decodeCheckpoint(item map[string]types.AttributeValue) (checkpoint.Checkpoi
 	cp.Owner = d.str(AttrOwner, false)
 	cp.Lease = d.int(AttrLease, true)
 	cp.UpdatedAt = d.millis(AttrUpdatedAt, false)
+	cp.Expires = d.millis(AttrExpires, false)
 	if d.err != nil {
 		return checkpoint.Checkpoint{}, d.err
 	}

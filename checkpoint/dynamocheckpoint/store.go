@@ -19,8 +19,8 @@ type GetItemAPI interface {
 	GetItem(ctx context.Context, params *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 }
 
-// UpdateItemAPI is the DynamoDB UpdateItem call Claim, Save, Set, Release
-// and Complete make.
+// UpdateItemAPI is the DynamoDB UpdateItem call Claim, Take, Renew, Save,
+// Set, Release and Complete make.
 type UpdateItemAPI interface {
 	UpdateItem(ctx context.Context, params *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 }
@@ -54,6 +54,7 @@ var (
 	_ checkpoint.Store     = (*Store)(nil)
 	_ checkpoint.Lister    = (*Store)(nil)
 	_ checkpoint.Setter    = (*Store)(nil)
+	_ checkpoint.Leaser    = (*Store)(nil)
 	_ checkpoint.ParkStore = (*Store)(nil)
 
 	_ checkpoint.RequestStore = (*Store)(nil)
@@ -65,10 +66,12 @@ type Config struct {
 	// TableName is the checkpoints table: 3 to 255 characters. Default
 	// DefaultTableName.
 	TableName string
-	// Clock gives the times stored as updatedAt (Save, Set), parkedAt
+	// Clock gives the times stored as updatedAt (Save, Set), expires
+	// (Take, Renew: the clock's time plus the lease's duration), parkedAt
 	// (Park, when Parked.ParkedAt is zero), requestedAt (Request, when
 	// Request.RequestedAt is zero) and completedAt (Complete), kept at
-	// millisecond precision.
+	// millisecond precision, and the time at which Set judges whether a
+	// holder's lease has expired.
 	// Default time.Now. It may be called from several goroutines at once.
 	Clock func() time.Time
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -108,6 +109,18 @@ func TestBadInputMakesNoCall(t *testing.T) {
 		"Set":  func() error { _, err := s.Set(ctx, checkpoint.Key{}, "", true); return err },
 		"Release": func() error {
 			return s.Release(ctx, checkpoint.Checkpoint{Key: checkpoint.Key{Subscription: "s"}, Lease: 1})
+		},
+		"Take": func() error {
+			_, err := s.Take(ctx, checkpoint.Key{Subscription: "s"}, "w", checkpoint.Checkpoint{}, time.Millisecond-1)
+			return err
+		},
+		"Take seen": func() error {
+			_, err := s.Take(ctx, checkpoint.Key{Subscription: "s"}, "w", checkpoint.Checkpoint{Lease: -1}, time.Second)
+			return err
+		},
+		"Renew": func() error {
+			_, err := s.Renew(ctx, checkpoint.Checkpoint{Key: checkpoint.Key{Subscription: "s"}, Owner: "w", Lease: 1}, 0)
+			return err
 		},
 		"Park":            func() error { return s.Park(ctx, checkpoint.Parked{Subscription: "s"}) },
 		"Park huge":       func() error { return s.Park(ctx, checkpoint.Parked{Subscription: "s", Commit: huge}) },

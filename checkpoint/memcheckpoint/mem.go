@@ -19,13 +19,15 @@ var (
 	_ checkpoint.Store     = (*Mem)(nil)
 	_ checkpoint.Lister    = (*Mem)(nil)
 	_ checkpoint.Setter    = (*Mem)(nil)
+	_ checkpoint.Leaser    = (*Mem)(nil)
 	_ checkpoint.ParkStore = (*Mem)(nil)
 
 	_ checkpoint.RequestStore = (*Mem)(nil)
 )
 
 // Mem is an in-memory checkpoint.Store, checkpoint.Lister,
-// checkpoint.Setter, checkpoint.ParkStore and checkpoint.RequestStore. It
+// checkpoint.Setter, checkpoint.Leaser, checkpoint.ParkStore and
+// checkpoint.RequestStore. It
 // is safe for concurrent use; every method is atomic. Methods return
 // ctx.Err() when ctx is done before they start.
 type Mem struct {
@@ -47,9 +49,10 @@ type parkKey struct {
 // New returns an empty Mem on the system clock.
 func New() *Mem { return NewWithClock(nil) }
 
-// NewWithClock returns an empty Mem whose UpdatedAt, ParkedAt, RequestedAt
-// and CompletedAt times come from clock (nil means time.Now). clock may be called from several
-// goroutines at once.
+// NewWithClock returns an empty Mem whose UpdatedAt, Expires (Take,
+// Renew), ParkedAt, RequestedAt and CompletedAt times come from clock (nil
+// means time.Now), as does the time at which Set judges whether a holder's
+// lease has expired. clock may be called from several goroutines at once.
 func NewWithClock(clock func() time.Time) *Mem {
 	if clock == nil {
 		clock = time.Now
@@ -64,8 +67,8 @@ func NewWithClock(clock func() time.Time) *Mem {
 
 func (m *Mem) now() time.Time { return input.Millis(m.clock()) }
 
-// Claim makes owner the holder of key and increments its lease counter; see
-// checkpoint.Store.
+// Claim makes owner the holder of key, with no expiry, and increments its
+// lease counter; see checkpoint.Store.
 func (m *Mem) Claim(ctx context.Context, key checkpoint.Key, owner string) (checkpoint.Checkpoint, error) {
 	if err := ctx.Err(); err != nil {
 		return checkpoint.Checkpoint{}, err
@@ -82,8 +85,67 @@ func (m *Mem) Claim(ctx context.Context, key checkpoint.Key, owner string) (chec
 	cp.Key = key
 	cp.Owner = owner
 	cp.Lease++
+	cp.Expires = time.Time{}
 	m.cps[key] = cp
 	return cp, nil
+}
+
+// Take makes owner the holder of key until d from the clock if its lease
+// counter is still seen.Lease; see checkpoint.Leaser.
+func (m *Mem) Take(ctx context.Context, key checkpoint.Key, owner string, seen checkpoint.Checkpoint, d time.Duration) (checkpoint.Checkpoint, error) {
+	if err := ctx.Err(); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Key(key); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Owner(owner); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Seen(key, seen.Lease); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.LeaseDuration(d); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	expires := input.Expires(m.clock(), d)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cp := m.cps[key] // counter 0 when the key has no checkpoint
+	if cp.Lease != seen.Lease {
+		return checkpoint.Checkpoint{}, &checkpoint.FencedError{Key: key, Owner: cp.Owner, Lease: cp.Lease,
+			PresentedOwner: owner, PresentedLease: seen.Lease}
+	}
+	cp.Key = key
+	cp.Owner = owner
+	cp.Lease++
+	cp.Expires = expires
+	m.cps[key] = cp
+	return cp, nil
+}
+
+// Renew extends cp's lease to d from the clock if cp.Owner holds cp.Key at
+// cp.Lease; see checkpoint.Leaser.
+func (m *Mem) Renew(ctx context.Context, cp checkpoint.Checkpoint, d time.Duration) (checkpoint.Checkpoint, error) {
+	if err := ctx.Err(); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.Holder(cp); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	if err := input.LeaseDuration(d); err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	expires := input.Expires(m.clock(), d)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, err := m.heldLocked(cp)
+	if err != nil {
+		return checkpoint.Checkpoint{}, err
+	}
+	cur.Expires = expires
+	m.cps[cp.Key] = cur
+	return cur, nil
 }
 
 // Save stores cp.Position if cp.Owner holds cp.Key at cp.Lease; see
@@ -181,8 +243,8 @@ func (m *Mem) List(ctx context.Context, subscription string) iter.Seq2[checkpoin
 	}
 }
 
-// Set overwrites key's position, with force whoever holds it; see
-// checkpoint.Setter.
+// Set overwrites key's position, without force only if no live holder
+// holds it at the clock's time; see checkpoint.Setter.
 func (m *Mem) Set(ctx context.Context, key checkpoint.Key, position string, force bool) (checkpoint.Checkpoint, error) {
 	if err := ctx.Err(); err != nil {
 		return checkpoint.Checkpoint{}, err
@@ -197,20 +259,21 @@ func (m *Mem) Set(ctx context.Context, key checkpoint.Key, position string, forc
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cp := m.cps[key]
-	if cp.Owner != "" && !force {
-		return checkpoint.Checkpoint{}, &checkpoint.HeldError{Key: key, Owner: cp.Owner}
+	if cp.Live(now) && !force {
+		return checkpoint.Checkpoint{}, &checkpoint.HeldError{Key: key, Owner: cp.Owner, Expires: cp.Expires}
 	}
 	cp.Key = key
 	cp.Position = position
 	cp.Owner = ""
+	cp.Expires = time.Time{}
 	cp.Lease++
 	cp.UpdatedAt = now
 	m.cps[key] = cp
 	return cp, nil
 }
 
-// Release clears the key's owner if cp.Owner holds it at cp.Lease; see
-// checkpoint.Setter.
+// Release clears the key's owner and expiry if cp.Owner holds it at
+// cp.Lease; see checkpoint.Setter.
 func (m *Mem) Release(ctx context.Context, cp checkpoint.Checkpoint) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -225,6 +288,7 @@ func (m *Mem) Release(ctx context.Context, cp checkpoint.Checkpoint) error {
 		return err
 	}
 	cur.Owner = ""
+	cur.Expires = time.Time{}
 	m.cps[cp.Key] = cur
 	return nil
 }

@@ -11,8 +11,8 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	checkpointtest.Run(t, func(t *testing.T) (checkpoint.Store, checkpoint.ParkStore) {
-		m := memcheckpoint.New()
+	checkpointtest.Run(t, func(t *testing.T, clock func() time.Time) (checkpoint.Store, checkpoint.ParkStore) {
+		m := memcheckpoint.NewWithClock(clock)
 		return m, m
 	})
 }

@@ -214,6 +214,10 @@ type checkpointView struct {
 	Owner        string     `json:"owner"`
 	Lease        int64      `json:"lease"`
 	UpdatedAt    *time.Time `json:"updatedAt"`
+	// Expires is when the owner's lease ends unless renewed; null when the
+	// key has no owner or is held without a lease (a claim, which does not
+	// expire).
+	Expires *time.Time `json:"expires"`
 	// Phase is the position's: index, catchup, stream, or "" for none.
 	Phase          string          `json:"phase"`
 	After          *store.Position `json:"after,omitempty"`
@@ -267,6 +271,10 @@ func newCheckpointView(cp checkpoint.Checkpoint, head headState) checkpointView 
 	if !cp.UpdatedAt.IsZero() {
 		t := cp.UpdatedAt
 		v.UpdatedAt = &t
+	}
+	if cp.Owner != "" && !cp.Expires.IsZero() {
+		t := cp.Expires
+		v.Expires = &t
 	}
 	info, err := subscribe.DescribeCheckpoint(cp.Position, 0)
 	if err != nil {
@@ -395,7 +403,10 @@ unit, ordered by subscription then unit:
 
   SUBSCRIPTION  the subscription (one registered handler)
   UNIT          the unit of its work ("-" for the whole subscription)
-  OWNER         the worker process that holds it, "-" when none does
+  OWNER         the worker process that holds it, "-" when none does; for
+                a lease, how long it has left ("lease 7.0s left") or how
+                long ago it expired ("expired 3m0s ago": the worker stopped
+                renewing it, and any worker may take it over)
   LEASE         the fencing counter, incremented by every claim and set
   UPDATED       how long ago its position was last saved or set
   POSITION      the phase (index, catchup, stream) and where it is
@@ -408,7 +419,8 @@ The lag reads the commits table's latest commit once (--table, --index,
 (10 s by default), so it reads high by that much.
 
 --json prints one JSON object a line instead, with every fact above
-(lagSeconds is null when unknown).
+(lagSeconds is null when unknown; expires, the end of the owner's lease,
+is null when there is no owner or no lease).
 
 Exit status: 0 success (also when the latest commit cannot be read: the lag
 shows "-" and a warning says why), 1 a failure or, with --subscription, a
@@ -477,9 +489,23 @@ func printCheckpointTable(w io.Writer, views []checkpointView, now time.Time) {
 		if v.UpdatedAt != nil {
 			updated = ago(*v.UpdatedAt, now)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", v.Subscription, dash(v.Unit), dash(v.Owner), v.Lease, updated, v.summary(), v.lagText())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", v.Subscription, dash(v.Unit), v.ownerText(now), v.Lease, updated, v.summary(), v.lagText())
 	}
 	_ = tw.Flush()
+}
+
+// ownerText is the owner for the list: "-" for none, and for a lease how
+// long it has left or how long ago it expired.
+func (v checkpointView) ownerText(now time.Time) string {
+	switch {
+	case v.Owner == "":
+		return "-"
+	case v.Expires == nil:
+		return v.Owner
+	case v.Expires.After(now):
+		return fmt.Sprintf("%s (lease %s left)", v.Owner, formatDuration(v.Expires.Sub(now)))
+	}
+	return fmt.Sprintf("%s (expired %s ago)", v.Owner, formatDuration(now.Sub(*v.Expires)))
 }
 
 var checkpointGetCommand = &command{
@@ -488,7 +514,9 @@ var checkpointGetCommand = &command{
 	synopsis:   "SUBSCRIPTION [--unit UNIT] [--json] [flags]",
 	positional: true,
 	help: `
-Shows one checkpoint: its owner and lease, when it was last saved, its
+Shows one checkpoint: its owner, lease and when the owner's lease expires
+(a worker that stops renewing it loses the checkpoint then), when it was
+last saved, its
 position decoded (phase; in the index and catch-up phases the position up to
 which every commit is handled, the late commits still pending and the
 aggregates tracked; in the stream phase the stream and its shards), the time
@@ -552,12 +580,23 @@ func printCheckpoint(w io.Writer, v checkpointView, head headState, now time.Tim
 	stamp := func(t time.Time) string { return t.UTC().Format(timeLayout) + " (" + ago(t, now) + ")" }
 	row("subscription", "%s", v.Subscription)
 	row("unit", "%s", dash(v.Unit))
-	if v.Owner == "" {
+	switch {
+	case v.Owner == "":
 		row("owner", "- (no worker holds it)")
-	} else {
+	case v.Expires != nil && !v.Expires.After(now):
+		row("owner", "%s (its lease expired: any worker may take it over)", v.Owner)
+	default:
 		row("owner", "%s (a worker holds it)", v.Owner)
 	}
 	row("lease", "%d", v.Lease)
+	switch {
+	case v.Owner == "":
+		row("expires", "-")
+	case v.Expires == nil:
+		row("expires", "never (held without a lease)")
+	default:
+		row("expires", "%s", stamp(*v.Expires))
+	}
 	if v.UpdatedAt == nil {
 		row("updated", "never")
 	} else {
@@ -630,17 +669,20 @@ source (index, stream or auto):
 Moving back delivers commits again (handlers must be idempotent); moving
 forward skips the commits in between.
 
-A checkpoint held by a running worker is not moved (exit status 4) unless
---force: the holder is then fenced, its next checkpoint save fails and it
-stops that subscription; started again, it resumes from the new position.
-Stop the worker first when you can. A subscription with no checkpoint is not
+A checkpoint held by a worker is not moved (exit status 4) unless --force:
+the holder is then fenced, its next checkpoint save fails and it stops that
+subscription; started again, it resumes from the new position. Stop the
+worker first when you can. A worker whose lease has expired (it stopped
+renewing it; see "eventstore checkpoint list") no longer holds it: the
+checkpoint is moved without --force, and that worker is fenced all the
+same. A subscription with no checkpoint is not
 created (exit status 4; the known subscriptions are listed) unless --create.
 
 Exit status: 0 moved, 1 a failure, 2 a usage error (a malformed --to),
 4 refused (held, or unknown without --create).`,
 	setup: func(fs *flag.FlagSet, env func(string) string) action {
 		cf := addCheckpointFlags(fs, env, false)
-		to := fs.String("to", "", "start point: beginning, now, a commit id (YYYYMMDDHHmmssSSS[:aggregateId]) or an RFC 3339\ntime (required)")
+		to := fs.String("to", "", "`WHERE` to move it: beginning, now, a commit id (YYYYMMDDHHmmssSSS[:aggregateId]) or an RFC 3339\ntime (required)")
 		opts := addSetFlags(fs)
 		return func(ctx context.Context, s *session) error {
 			pos, err := positionals(fs, s, "SUBSCRIPTION")
@@ -692,7 +734,7 @@ type setFlags struct {
 
 func addSetFlags(fs *flag.FlagSet) setFlags {
 	return setFlags{
-		force:  fs.Bool("force", false, "move it even while a worker holds it: that worker is fenced and stops the subscription"),
+		force:  fs.Bool("force", false, "move it even while a worker holds it (a lease not expired, or a claim): that worker is fenced and\nstops the subscription"),
 		create: fs.Bool("create", false, "create the checkpoint if the subscription has none"),
 		unit:   fs.String("unit", "", "the `UNIT` of the subscription's work (default: the whole subscription)"),
 	}
@@ -700,6 +742,8 @@ func addSetFlags(fs *flag.FlagSet) setFlags {
 
 // setCheckpoint moves the checkpoint of sub to start, refusing while a
 // worker holds it (unless force) and when there is none (unless create).
+// Whether a worker holds it is the store's decision (Set): a worker whose
+// lease expired does not.
 func setCheckpoint(ctx context.Context, s *session, cf *checkpointFlags, sub string, start subscribe.Start, to string, opts setFlags) error {
 	_, cps, err := cf.open(ctx, s)
 	if err != nil {
@@ -718,21 +762,28 @@ func setCheckpoint(ctx context.Context, s *session, cf *checkpointFlags, sub str
 		return flagErrorf("%w", err)
 	case err != nil:
 		return cf.explain(err)
-	case cur.Owner != "" && !*opts.force:
-		return withCode(ExitRefused, errors.New(heldMessage(key, cur, now)))
 	}
 	cp, err := cps.Set(ctx, key, subscribe.CheckpointAt(start, now), *opts.force)
 	var held *checkpoint.HeldError
 	switch {
 	case errors.As(err, &held):
-		// A worker claimed it since it was read.
-		return withCode(ExitRefused, errors.New(heldMessage(key, checkpoint.Checkpoint{Key: key, Owner: held.Owner}, now)))
+		// The facts read, unless another worker took it since.
+		holder := checkpoint.Checkpoint{Key: key, Owner: held.Owner, Expires: held.Expires}
+		if cur.Owner == held.Owner {
+			holder.Lease, holder.UpdatedAt = cur.Lease, cur.UpdatedAt
+		}
+		return withCode(ExitRefused, errors.New(heldMessage(key, holder, now)))
 	case err != nil:
 		return cf.explain(err)
 	}
-	if cur.Owner != "" {
+	switch {
+	case cur.Owner == "":
+	case cur.Live(now):
 		s.warnf("checkpoint %s: worker %q (lease %d) is fenced: its next checkpoint save fails and it stops subscription %q; started again, it resumes from the new position",
 			key, cur.Owner, cur.Lease, sub)
+	default:
+		s.warnf("checkpoint %s: the lease of worker %q (lease %d) had expired %s ago, so it no longer held the checkpoint; it is fenced: if it is still running, its next checkpoint save fails and it stops subscription %q",
+			key, cur.Owner, cur.Lease, formatDuration(now.Sub(cur.Expires)), sub)
 	}
 	v := newCheckpointView(cp, headState{})
 	s.warnf("checkpoint %s set to %s (%s; lease %d, no owner): the subscription resumes from there at its next start",
@@ -745,15 +796,27 @@ func setCheckpoint(ctx context.Context, s *session, cf *checkpointFlags, sub str
 func heldMessage(key checkpoint.Key, cp checkpoint.Checkpoint, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "refused: checkpoint %s is held by worker %q", key, cp.Owner)
+	var facts []string
 	if cp.Lease > 0 {
-		fmt.Fprintf(&b, " (lease %d, position last saved %s", cp.Lease, ago(cp.UpdatedAt, now))
+		f := fmt.Sprintf("lease %d, position last saved %s", cp.Lease, ago(cp.UpdatedAt, now))
 		if !cp.UpdatedAt.IsZero() {
-			fmt.Fprintf(&b, ", at %s", cp.UpdatedAt.UTC().Format(timeLayout))
+			f += ", at " + cp.UpdatedAt.UTC().Format(timeLayout)
 		}
-		b.WriteString(")")
+		facts = append(facts, f)
+	}
+	if !cp.Expires.IsZero() {
+		facts = append(facts, fmt.Sprintf("its lease runs until %s, %s, unless it renews it", cp.Expires.UTC().Format(timeLayout), ago(cp.Expires, now)))
+	}
+	if len(facts) > 0 {
+		b.WriteString(" (" + strings.Join(facts, "; ") + ")")
 	}
 	fmt.Fprintf(&b, `.
-Stop that worker first, or run again with --force: the worker is fenced, its next checkpoint save fails and it stops subscription %q; started again, it resumes from the new position.
-If that worker is not running any more (it stopped without releasing the checkpoint), --force is safe.`, key.Subscription)
+Stop that worker first, or run again with --force: the worker is fenced, its next checkpoint save fails and it stops subscription %q; started again, it resumes from the new position.`, key.Subscription)
+	if cp.Expires.IsZero() {
+		b.WriteString("\nIf that worker is not running any more (it stopped without releasing the checkpoint), --force is safe.")
+	} else {
+		fmt.Fprintf(&b, "\nIf that worker is not running any more, its lease runs out at %s: from then on the checkpoint is moved without --force.",
+			cp.Expires.UTC().Format(timeLayout))
+	}
 	return b.String()
 }

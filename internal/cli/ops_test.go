@@ -191,6 +191,7 @@ type checkpointJSON struct {
 	Owner         string          `json:"owner"`
 	Lease         int64           `json:"lease"`
 	UpdatedAt     *time.Time      `json:"updatedAt"`
+	Expires       *time.Time      `json:"expires"`
 	Phase         string          `json:"phase"`
 	After         *store.Position `json:"after"`
 	HandledBefore *time.Time      `json:"handledBefore"`
@@ -441,6 +442,133 @@ func TestCheckpointSetRefusals(t *testing.T) {
 		want(t, 2, `EVENTSTORE_CHECKPOINT_TABLE="x": want 3 to 255 characters`)
 	if cp, err := cps.Load(ctx, key); err != nil || cp.Position != subscribe.CheckpointAt(subscribe.StartBeginning, time.Now()) || cp.Lease != 3 {
 		t.Fatalf("bad input changed the checkpoint: owner %q lease %d position %s, %v", cp.Owner, cp.Lease, cp.Position, err)
+	}
+}
+
+// TestCheckpointLeases shows leases in list and get, and checks that set
+// refuses a live lease and a claim but moves a checkpoint whose holder's
+// lease expired without --force, fencing that holder.
+func TestCheckpointLeases(t *testing.T) {
+	t.Parallel()
+	table, cpTable := newTable(t), newCheckpointTable(t)
+	cps := openCheckpoints(t, cpTable)
+	// A store whose clock is an hour behind: its leases ended long ago by
+	// the command's clock (and the store's it opens).
+	past, err := dynamocheckpoint.New(ddbtest.Client(t), dynamocheckpoint.Config{TableName: cpTable,
+		Clock: func() time.Time { return time.Now().Add(-time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	live, err := cps.Take(ctx, checkpoint.Key{Subscription: "live"}, "worker-L", checkpoint.Checkpoint{}, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := past.Take(ctx, checkpoint.Key{Subscription: "gone"}, "worker-G", checkpoint.Checkpoint{}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone.Position = subscribe.CheckpointAt(subscribe.StartNow, time.Now())
+	if err := past.Save(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cps.Claim(ctx, checkpoint.Key{Subscription: "claimed"}, "worker-C"); err != nil {
+		t.Fatal(err)
+	}
+
+	// list: the owner column says how long a lease has left, or since when
+	// it expired; a claim has no expiry.
+	r := bothCmd(t, table, cpTable, "checkpoint", "list")
+	r.want(t, 0)
+	for prefix, has := range map[string][]string{
+		"live ":    {"worker-L (lease ", " left)"},
+		"gone ":    {"worker-G (expired 59m", " ago)"},
+		"claimed ": {"worker-C "},
+	} {
+		l := row(t, r.stdout, prefix)
+		for _, s := range has {
+			if !strings.Contains(l, s) {
+				t.Errorf("row %q does not contain %q", l, s)
+			}
+		}
+	}
+	if l := row(t, r.stdout, "claimed "); strings.Contains(l, "lease ") || strings.Contains(l, "expired") {
+		t.Errorf("the claimed row %q speaks of a lease", l)
+	}
+	r = bothCmd(t, table, cpTable, "checkpoint", "list", "--json")
+	r.want(t, 0)
+	expires := map[string]*time.Time{}
+	for _, l := range lines(r.stdout) {
+		var v checkpointJSON
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("list --json line %q: %v", l, err)
+		}
+		expires[v.Subscription] = v.Expires
+	}
+	if e := expires["live"]; e == nil || !e.Equal(live.Expires) {
+		t.Errorf("list --json: live expires %v, want %v", e, live.Expires)
+	}
+	if e := expires["gone"]; e == nil || !e.Equal(gone.Expires) {
+		t.Errorf("list --json: gone expires %v, want %v", e, gone.Expires)
+	}
+	if e, ok := expires["claimed"]; !ok || e != nil {
+		t.Errorf("list --json: claimed expires %v (listed %v), want null", e, ok)
+	}
+
+	// get: the expiry, and whether it has passed.
+	r = bothCmd(t, table, cpTable, "checkpoint", "get", "live")
+	r.want(t, 0)
+	for _, s := range []string{"worker-L (a worker holds it)", "expires:", live.Expires.Format("2006-01-02T15:04:05.000Z"), "(in "} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("get live does not print %q:\n%s", s, r.stdout)
+		}
+	}
+	r = bothCmd(t, table, cpTable, "checkpoint", "get", "gone")
+	r.want(t, 0)
+	for _, s := range []string{"worker-G (its lease expired: any worker may take it over)", "expires:", gone.Expires.Format("2006-01-02T15:04:05.000Z"), "ago)"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("get gone does not print %q:\n%s", s, r.stdout)
+		}
+	}
+	r = bothCmd(t, table, cpTable, "checkpoint", "get", "claimed")
+	r.want(t, 0)
+	if !strings.Contains(r.stdout, "never (held without a lease)") {
+		t.Errorf("get claimed does not say the claim has no expiry:\n%s", r.stdout)
+	}
+	r = bothCmd(t, table, cpTable, "checkpoint", "get", "--json", "gone")
+	r.want(t, 0)
+	var got checkpointJSON
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("get --json: %v\n%s", err, r.stdout)
+	}
+	if got.Expires == nil || !got.Expires.Equal(gone.Expires) || got.Owner != "worker-G" {
+		t.Errorf("get --json gone: owner %q expires %v, want worker-G and %v", got.Owner, got.Expires, gone.Expires)
+	}
+
+	// set: a live lease is refused, saying when it runs out.
+	cpCmd(t, cpTable, "checkpoint", "set", "live", "--to", "beginning").
+		want(t, cli.ExitRefused, `checkpoint "live" is held by worker "worker-L" (lease 1, position last saved never; its lease runs until `,
+			"unless it renews it", "--force", "from then on the checkpoint is moved without --force")
+	if cp, err := cps.Load(ctx, live.Key); err != nil || cp.Owner != "worker-L" || cp.Lease != 1 || !cp.Expires.Equal(live.Expires) {
+		t.Fatalf("after the refusal: %+v, %v", cp, err)
+	}
+	// A claim does not expire: refused, however old.
+	cpCmd(t, cpTable, "checkpoint", "reset", "claimed").want(t, cli.ExitRefused, `held by worker "worker-C"`, "--force is safe")
+
+	// An expired lease no longer holds the checkpoint: it is moved without
+	// --force, and its holder is fenced.
+	cpCmd(t, cpTable, "checkpoint", "set", "gone", "--to", "beginning").
+		want(t, 0, `the lease of worker "worker-G" (lease 1) had expired 59m`, "it is fenced", `checkpoint "gone" set to beginning`)
+	cp, err := cps.Load(ctx, gone.Key)
+	if err != nil || cp.Owner != "" || cp.Lease != 2 || !cp.Expires.IsZero() || cp.Position != subscribe.CheckpointAt(subscribe.StartBeginning, time.Now()) {
+		t.Fatalf("after set of an expired lease: %+v, %v", cp, err)
+	}
+	gone.Position = subscribe.CheckpointAt(subscribe.StartNow, time.Now())
+	if err := past.Save(ctx, gone); !errors.Is(err, checkpoint.ErrFenced) {
+		t.Fatalf("the expired holder's Save: %v, want ErrFenced", err)
+	}
+	if _, err := past.Renew(ctx, gone, time.Minute); !errors.Is(err, checkpoint.ErrFenced) {
+		t.Fatalf("the expired holder's Renew: %v, want ErrFenced", err)
 	}
 }
 

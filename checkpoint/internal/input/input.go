@@ -56,8 +56,17 @@ func Position(p string) error {
 }
 
 // Held checks a checkpoint presented to Save or Release: a valid key and
-// owner, a lease from 1 and a valid position.
+// owner, a lease from 1 (see Holder) and a valid position.
 func Held(cp checkpoint.Checkpoint) error {
+	if err := Holder(cp); err != nil {
+		return err
+	}
+	return Position(cp.Position)
+}
+
+// Holder checks the holder a checkpoint presents to Renew: a valid key and
+// owner and a lease from 1. The position is not checked.
+func Holder(cp checkpoint.Checkpoint) error {
 	if err := Key(cp.Key); err != nil {
 		return err
 	}
@@ -65,10 +74,32 @@ func Held(cp checkpoint.Checkpoint) error {
 		return err
 	}
 	if cp.Lease < 1 {
-		return invalid("%s: lease %d: want the lease Claim returned (1 or more)", cp.Key, cp.Lease)
+		return invalid("%s: lease %d: want the lease Claim or Take returned (1 or more)", cp.Key, cp.Lease)
 	}
-	return Position(cp.Position)
+	return nil
 }
+
+// Seen checks the lease counter presented to Take: 0 (a key with no
+// checkpoint) or more.
+func Seen(key checkpoint.Key, lease int64) error {
+	if lease < 0 {
+		return invalid("%s: seen lease %d: want the counter last read (0 for a key with no checkpoint)", key, lease)
+	}
+	return nil
+}
+
+// LeaseDuration checks the duration of a lease given to Take or Renew: one
+// millisecond or more.
+func LeaseDuration(d time.Duration) error {
+	if d < time.Millisecond {
+		return invalid("lease duration %v: want 1ms or more", d)
+	}
+	return nil
+}
+
+// Expires returns when a lease of d taken at now ends, as the stores keep
+// it: in UTC at millisecond precision.
+func Expires(now time.Time, d time.Duration) time.Time { return Millis(now.Add(d)) }
 
 // AggregateID checks an aggregate id: non-empty valid UTF-8 of at most
 // store.MaxAggregateIDBytes bytes.
