@@ -201,12 +201,19 @@ type daemonEnv struct {
 	appended        int
 }
 
-func newDaemonEnv(t *testing.T, bin string) *daemonEnv {
+// newDaemonEnv creates the tables; buckets, when given, is the number of
+// index buckets (default 1).
+func newDaemonEnv(t *testing.T, bin string, buckets ...int) *daemonEnv {
 	t.Helper()
+	n := 1
+	if len(buckets) > 0 {
+		n = buckets[0]
+	}
 	table, cpTable := ddbtest.TableName(t), ddbtest.TableName(t)+"-cp"
 	client := ddbtest.Client(t)
 	ctx := t.Context()
-	if err := store.CreateTable(ctx, client, store.Config{TableName: table}, store.TableOptions{}); err != nil {
+	stCfg := store.Config{TableName: table, IndexBuckets: n}
+	if err := store.CreateTable(ctx, client, stCfg, store.TableOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	cpCfg := dynamocheckpoint.Config{TableName: cpTable}
@@ -221,11 +228,12 @@ func newDaemonEnv(t *testing.T, bin string) *daemonEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.New(client, store.Config{TableName: table})
+	st, err := store.New(client, stCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := append(sdkEnv(t, table), "EVENTSTORE_CHECKPOINT_TABLE="+cpTable, "EVENTSTORE_WEBHOOK_SECRET=s3cret-for-tests")
+	env := append(sdkEnv(t, table), "EVENTSTORE_CHECKPOINT_TABLE="+cpTable, "EVENTSTORE_WEBHOOK_SECRET=s3cret-for-tests",
+		"EVENTSTORE_BUCKETS="+strconv.Itoa(n))
 	return &daemonEnv{t: t, bin: bin, env: env, table: table, cpTable: cpTable, cps: cps, st: st, appendedPerAggr: map[string]int64{}}
 }
 
