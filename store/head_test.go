@@ -99,6 +99,17 @@ func TestHeadAcrossBuckets(t *testing.T) {
 	if p, ok := head(t, s); !ok || p != next.Position() {
 		t.Fatalf("Head after a later commit = %v, %v; want %v", p, ok, next.Position())
 	}
+
+	// HeadOf: the latest commit of each bucket alone.
+	if p, ok, err := s.HeadOf(ctx, s.Bucket(latest.AggregateID)); err != nil || !ok || p != latest.Position() {
+		t.Errorf("HeadOf(the first late commit's bucket) = %v, %v, %v; want %v", p, ok, err, latest.Position())
+	}
+	if p, ok, err := s.HeadOf(ctx, s.Bucket(id)); err != nil || !ok || p != next.Position() {
+		t.Errorf("HeadOf(the later commit's bucket) = %v, %v, %v; want %v", p, ok, err, next.Position())
+	}
+	if _, _, err := s.HeadOf(ctx, "no-such-bucket"); !errors.Is(err, store.ErrInvalidArgument) {
+		t.Errorf("HeadOf(a bucket not the store's) = %v; want ErrInvalidArgument", err)
+	}
 }
 
 // TestHeadOfCommitsSharingACommitID: many commits of one aggregate appended

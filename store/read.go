@@ -270,6 +270,30 @@ func (r *bucketReader) fill(ctx context.Context) error {
 // order. ok is false when the index holds no commit. Errors are those of
 // Scan: a missing table matches ErrTableNotFound.
 func (s *Store) Head(ctx context.Context) (head Position, ok bool, err error) {
+	for _, b := range s.buckets {
+		p, found, err := s.bucketHead(ctx, b)
+		if err != nil {
+			return Position{}, false, err
+		}
+		if found && (!ok || p.Compare(head) > 0) {
+			head, ok = p, true
+		}
+	}
+	return head, ok, nil
+}
+
+// HeadOf is Head for one bucket of the index (one of Buckets): the latest
+// commit of the aggregates that bucket holds. A bucket that is not the
+// store's returns an error matching ErrInvalidArgument.
+func (s *Store) HeadOf(ctx context.Context, bucket string) (head Position, ok bool, err error) {
+	if !slices.Contains(s.buckets, bucket) {
+		return Position{}, false, fmt.Errorf("%w: bucket %q is not one of %q", ErrInvalidArgument, bucket, s.buckets)
+	}
+	return s.bucketHead(ctx, bucket)
+}
+
+// bucketHead returns the latest position in bucket b.
+func (s *Store) bucketHead(ctx context.Context, b string) (head Position, ok bool, err error) {
 	consider := func(items []map[string]types.AttributeValue) string {
 		top := ""
 		for _, item := range items {
@@ -285,35 +309,32 @@ func (s *Store) Head(ctx context.Context) (head Position, ok bool, err error) {
 		}
 		return top
 	}
-	for _, b := range s.buckets {
-		key := expression.Key(AttrActive).Equal(expression.Value(b))
-		out, err := s.headQuery(ctx, b, key, aws.Int32(headProbe), nil)
+	key := expression.Key(AttrActive).Equal(expression.Value(b))
+	out, err := s.headQuery(ctx, b, key, aws.Int32(headProbe), nil)
+	if err != nil {
+		return Position{}, false, err
+	}
+	top := consider(out.Items)
+	if len(out.LastEvaluatedKey) == 0 || len(out.Items) == 0 {
+		return head, ok, nil
+	}
+	if last, _ := stringAttr(out.Items[len(out.Items)-1], AttrCommitID); last != top {
+		return head, ok, nil
+	}
+	// Every item read shares the latest commit id, and more may: read the
+	// whole run.
+	key = key.And(expression.Key(AttrCommitID).Equal(expression.Value(top)))
+	var start map[string]types.AttributeValue
+	for {
+		out, err := s.headQuery(ctx, b, key, nil, start)
 		if err != nil {
 			return Position{}, false, err
 		}
-		top := consider(out.Items)
-		if len(out.LastEvaluatedKey) == 0 || len(out.Items) == 0 {
-			continue
-		}
-		if last, _ := stringAttr(out.Items[len(out.Items)-1], AttrCommitID); last != top {
-			continue
-		}
-		// Every item read shares the latest commit id, and more may: read
-		// the whole run.
-		key = key.And(expression.Key(AttrCommitID).Equal(expression.Value(top)))
-		var start map[string]types.AttributeValue
-		for {
-			out, err := s.headQuery(ctx, b, key, nil, start)
-			if err != nil {
-				return Position{}, false, err
-			}
-			consider(out.Items)
-			if start = out.LastEvaluatedKey; len(start) == 0 {
-				break
-			}
+		consider(out.Items)
+		if start = out.LastEvaluatedKey; len(start) == 0 {
+			return head, ok, nil
 		}
 	}
-	return head, ok, nil
 }
 
 // headQuery reads one page of a bucket's index items under key, latest
