@@ -24,6 +24,12 @@ const (
 	DefaultConcurrency        = 8
 	DefaultCheckpointInterval = time.Second
 	DefaultMaxAttempts        = 5
+	// DefaultLeaseDuration, DefaultLeaseRenew and DefaultBalanceEvery are
+	// those of the leases by which several daemons share a subscription's
+	// units of work (see subscribe.LeaseOptions).
+	DefaultLeaseDuration = 20 * time.Second
+	DefaultLeaseRenew    = 5 * time.Second
+	DefaultBalanceEvery  = 5 * time.Second
 	// ListenOff as Config.Listen disables the HTTP listener.
 	ListenOff = "off"
 	// EnvPrefix starts the name of every setting's environment variable:
@@ -77,6 +83,17 @@ type Config struct {
 	// Owner names this process in checkpoints. Default: host name,
 	// process id and a random suffix.
 	Owner string `json:"owner,omitempty"`
+	// LeaseDuration is how long a unit of work (a subscription, or one
+	// index bucket of it) stays held by this process without a renewal:
+	// after a crash, others take its units within about this time.
+	// Default 20 s.
+	LeaseDuration Duration `json:"leaseDuration,omitempty"`
+	// LeaseRenew is how often held leases are renewed: less than half
+	// LeaseDuration. Default 5 s.
+	LeaseRenew Duration `json:"leaseRenew,omitempty"`
+	// BalanceEvery is how often this process looks for free, expired or
+	// unevenly spread units, and takes or gives one. Default 5 s.
+	BalanceEvery Duration `json:"balanceEvery,omitempty"`
 	// Subscriptions are the subscriptions to run, besides those of
 	// Options.Handlers and Options.BatchHandlers that no entry names.
 	Subscriptions []SubscriptionConfig `json:"subscriptions,omitempty"`
@@ -213,6 +230,9 @@ var settings = []*setting{
 	{flag: "log-level", path: "logLevel", kind: kString, def: DefaultLogLevel, usage: "lowest `LEVEL` logged: debug, info, warn or error", top: func(c *Config) any { return &c.LogLevel }},
 	{flag: "shutdown-timeout", path: "shutdownTimeout", kind: kDuration, def: DefaultShutdownTimeout.String(), usage: "bound on a clean stop (SIGTERM, SIGINT): handlers drain and the last\ncheckpoints are written within this `DURATION`", top: func(c *Config) any { return &c.ShutdownTimeout }},
 	{flag: "stuck-after", path: "stuckAfter", kind: kDuration, def: DefaultStuckAfter.String(), usage: "a subscription whose checkpoint stays put for this `DURATION` while\ncommits wait for it is stuck (/readyz, metric)", top: func(c *Config) any { return &c.StuckAfter }},
+	{flag: "lease-duration", path: "leaseDuration", kind: kDuration, def: DefaultLeaseDuration.String(), usage: "`DURATION` a unit of work (a subscription, or an index bucket of it) stays\nheld without renewal; after a crash, other daemons take its units then", top: func(c *Config) any { return &c.LeaseDuration }},
+	{flag: "lease-renew", path: "leaseRenew", kind: kDuration, def: DefaultLeaseRenew.String(), usage: "`DURATION` between renewals of held leases; under half --lease-duration", top: func(c *Config) any { return &c.LeaseRenew }},
+	{flag: "balance-every", path: "balanceEvery", kind: kDuration, def: DefaultBalanceEvery.String(), usage: "`DURATION` between looks at how the units are spread among the daemons\nof a subscription (taking free or expired ones, evening out)", top: func(c *Config) any { return &c.BalanceEvery }},
 	{flag: "owner", path: "owner", kind: kString, usage: "`NAME` of this process in checkpoints (default: host name, process id\nand a random suffix)", top: func(c *Config) any { return &c.Owner }, emptyOK: true},
 
 	{flag: "subscription", path: "name", kind: kString, usage: "run the subscription `NAME` that --source, --start, --policy, --handler,\n--webhook-*, --concurrency, --checkpoint-interval and --max-attempts set;\nwith --config, they change the file's subscription of that name (or add it)", sub: func(s *SubscriptionConfig) any { return &s.Name }},

@@ -27,10 +27,22 @@ type headReader interface {
 	Head(ctx context.Context) (store.Position, bool, error)
 }
 
+// bucketHeads is the optional ability of a headReader to read the head of
+// each bucket of a bucketed index, for subscriptions whose units are
+// buckets (subscribe.Config.Leases): *store.Store.
+type bucketHeads interface {
+	Buckets() []string
+	HeadOf(ctx context.Context, bucket string) (store.Position, bool, error)
+}
+
 var (
 	_ healthSource = (*subscribe.Worker)(nil)
 	_ headReader   = (*store.Store)(nil)
+	_ bucketHeads  = (*store.Store)(nil)
 )
+
+// unitBucketPrefix starts the unit names of index buckets (subscribe's).
+const unitBucketPrefix = "bucket-"
 
 // clockSkew is how far the time a checkpoint was saved (this machine's
 // clock) may lag behind the commit time of a commit it covers (the
@@ -56,9 +68,11 @@ type monitor struct {
 	headOK   bool // headPos is known
 	headErr  error
 	headTime time.Time // commit time of headPos
-	subs     map[string]*subTrack
-	probes   float64
-	probeErr float64
+	// bucketHead holds each bucket's head, when the index has buckets.
+	bucketHead map[string]store.Position
+	subs       map[string]*subTrack // by trackKey
+	probes     float64
+	probeErr   float64
 }
 
 // subTrack follows one subscription's progress.
@@ -94,9 +108,48 @@ func (m *monitor) run(ctx context.Context) {
 	}
 }
 
+// trackKey names a subscription's unit (subscribe.Health.Unit) in
+// monitor.subs.
+func trackKey(h subscribe.Health) string { return h.Subscription + "\x00" + h.Unit }
+
+// displayName is how /readyz and the metrics name a subscription's unit:
+// the subscription, then "/" and the unit when there is one.
+func displayName(h subscribe.Health) string {
+	if h.Unit == "" {
+		return h.Subscription
+	}
+	return h.Subscription + "/" + h.Unit
+}
+
+// readHead reads the head of the index and, when it has buckets, of each.
+func (m *monitor) readHead(ctx context.Context) (store.Position, bool, map[string]store.Position, error) {
+	bh, ok := m.head.(bucketHeads)
+	if !ok || len(bh.Buckets()) < 2 {
+		pos, ok, err := m.head.Head(ctx)
+		return pos, ok, nil, err
+	}
+	var head store.Position
+	found := false
+	heads := map[string]store.Position{}
+	for _, b := range bh.Buckets() {
+		p, ok, err := bh.HeadOf(ctx, b)
+		if err != nil {
+			return store.Position{}, false, nil, err
+		}
+		if !ok {
+			continue
+		}
+		heads[b] = p
+		if !found || p.Compare(head) > 0 {
+			head, found = p, true
+		}
+	}
+	return head, found, heads, nil
+}
+
 // probe reads the head once, then updates every subscription's track.
 func (m *monitor) probe(ctx context.Context) {
-	pos, ok, err := m.head.Head(ctx)
+	pos, ok, heads, err := m.readHead(ctx)
 	if ctx.Err() != nil {
 		return
 	}
@@ -114,6 +167,7 @@ func (m *monitor) probe(ctx context.Context) {
 			m.log.Info("reading the head of the commit-order index works again")
 		}
 		m.headErr = nil
+		m.bucketHead = heads
 		if ok && (!m.headOK || pos != m.headPos) {
 			m.headPos, m.headOK = pos, true
 			m.headTime, _ = store.ParseCommitIDTime(pos.CommitID)
@@ -131,11 +185,11 @@ func (m *monitor) update() []subscribe.Health {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, h := range hs {
-		t := m.subs[h.Subscription]
+		t := m.subs[trackKey(h)]
 		p := progressOf(h.Position)
 		if t == nil {
 			t = &subTrack{progress: p, changedAt: now}
-			m.subs[h.Subscription] = t
+			m.subs[trackKey(h)] = t
 		}
 		if p != t.progress {
 			t.progress, t.changedAt, t.behindSince = p, now, time.Time{}
@@ -156,9 +210,13 @@ func (m *monitor) update() []subscribe.Health {
 // exactly; past that, the stream source's checkpoint covers the head when
 // it was saved after the head's commit time, less clockSkew.
 func (m *monitor) covers(h subscribe.Health) bool {
+	head := m.headPos
+	if b, ok := strings.CutPrefix(h.Unit, unitBucketPrefix); ok && m.bucketHead != nil {
+		head = m.bucketHead[b] // the zero Position for an empty bucket
+	}
 	info, err := subscribe.DescribeCheckpoint(h.Position, 0)
 	if err == nil && (info.Phase == "index" || info.Phase == "catchup") {
-		return info.Pending == 0 && info.After.Compare(m.headPos) >= 0
+		return info.Pending == 0 && info.After.Compare(head) >= 0
 	}
 	return !h.SavedAt.IsZero() && !m.headTime.IsZero() && !h.SavedAt.Before(m.headTime.Add(-clockSkew))
 }
@@ -189,6 +247,8 @@ type subStatus struct {
 // why says why not ("" when ok, or when its state says it all).
 func (s subStatus) ready() (ok bool, why string) {
 	switch {
+	case s.h.State == subscribe.StateWaiting:
+		return true, "" // holds no unit now: a standby, ready to take one
 	case s.h.State != subscribe.StateRunning:
 		if s.h.Err != nil {
 			return false, s.h.Err.Error()
@@ -211,7 +271,7 @@ func (m *monitor) status() []subStatus {
 	out := make([]subStatus, len(hs))
 	for i, h := range hs {
 		s := subStatus{h: h, stuckAfter: m.stuckAfter}
-		if t := m.subs[h.Subscription]; t != nil {
+		if t := m.subs[trackKey(h)]; t != nil {
 			s.sinceChange = now.Sub(t.changedAt)
 			if !t.behindSince.IsZero() {
 				s.behind = true
@@ -233,8 +293,11 @@ func (m *monitor) readiness() (bool, string) {
 	sts := m.status()
 	for _, s := range sts {
 		ok, why := s.ready()
-		fmt.Fprintf(&b, "%s: %s", s.h.Subscription, s.h.State)
+		fmt.Fprintf(&b, "%s: %s", displayName(s.h), s.h.State)
 		switch {
+		case ok && s.h.State == subscribe.StateWaiting:
+			b.WriteString(", ready (holds no unit of work now; takes one when another daemon stops or falls behind)\n")
+			continue
 		case ok:
 			fmt.Fprintf(&b, ", ready (lag %v, %d in flight)\n", s.h.Lag.Round(time.Millisecond), s.h.InFlight)
 			continue
@@ -291,7 +354,7 @@ var (
 		"Reads of the head of the commit-order index that failed.", nil, nil)
 )
 
-var states = []subscribe.State{subscribe.StateIdle, subscribe.StateStarting, subscribe.StateRunning, subscribe.StateStopping, subscribe.StateStopped}
+var states = []subscribe.State{subscribe.StateIdle, subscribe.StateWaiting, subscribe.StateStarting, subscribe.StateRunning, subscribe.StateStopping, subscribe.StateStopped}
 
 // Describe implements prometheus.Collector.
 func (m *monitor) Describe(ch chan<- *prometheus.Desc) {
@@ -310,7 +373,7 @@ func (m *monitor) Collect(ch chan<- prometheus.Metric) {
 		return 0
 	}
 	for _, s := range m.status() {
-		name := s.h.Subscription
+		name := displayName(s.h)
 		for _, st := range states {
 			emit(ch, descState, prometheus.GaugeValue, b2f(s.h.State == st), name, string(st))
 		}

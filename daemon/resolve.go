@@ -357,6 +357,15 @@ func checkTop(c *Config, at func(string) origin, p *plan) error {
 	if c.StuckAfter == 0 && !explicit("stuckAfter") {
 		c.StuckAfter = Duration(DefaultStuckAfter)
 	}
+	if c.LeaseDuration == 0 && !explicit("leaseDuration") {
+		c.LeaseDuration = Duration(DefaultLeaseDuration)
+	}
+	if c.LeaseRenew == 0 && !explicit("leaseRenew") {
+		c.LeaseRenew = Duration(min(DefaultLeaseRenew, time.Duration(c.LeaseDuration)/4))
+	}
+	if c.BalanceEvery == 0 && !explicit("balanceEvery") {
+		c.BalanceEvery = Duration(DefaultBalanceEvery)
+	}
 	for _, t := range []struct{ path, v string }{{"table", c.Table}, {"index", c.Index}, {"checkpointTable", c.CheckpointTable}} {
 		if reason := checkTableName(t.v); reason != "" {
 			return at(t.path).errAt(strconv.Quote(t.v), reason)
@@ -384,6 +393,15 @@ func checkTop(c *Config, at func(string) origin, p *plan) error {
 	}
 	if c.StuckAfter <= 0 {
 		return at("stuckAfter").errAt(c.StuckAfter.String(), "want a positive duration")
+	}
+	if c.LeaseDuration < Duration(time.Second) {
+		return at("leaseDuration").errAt(c.LeaseDuration.String(), "want 1s or more")
+	}
+	if c.LeaseRenew <= 0 || 2*c.LeaseRenew >= c.LeaseDuration {
+		return at("leaseRenew").errAt(c.LeaseRenew.String(), "want a positive duration under half of leaseDuration ("+c.LeaseDuration.String()+")")
+	}
+	if c.BalanceEvery <= 0 {
+		return at("balanceEvery").errAt(c.BalanceEvery.String(), "want a positive duration")
 	}
 	if reason := checkName(c.Owner); c.Owner != "" && reason != "" {
 		return at("owner").errAt(strconv.Quote(c.Owner), reason)

@@ -215,6 +215,11 @@ func (p *plan) run(ctx context.Context, opts Options, log *slog.Logger) error {
 		Hooks:            append([]any{metrics}, opts.Hooks...),
 		DrainTimeout:     drain,
 		FinalSaveTimeout: finalSave,
+		Leases: &subscribe.LeaseOptions{
+			Duration:     time.Duration(cfg.LeaseDuration),
+			RenewEvery:   time.Duration(cfg.LeaseRenew),
+			BalanceEvery: time.Duration(cfg.BalanceEvery),
+		},
 	}
 	if p.anyStream {
 		wcfg.Streams = awscfg.Streams(awsCfg, cfg.Endpoint, ddb)

@@ -60,6 +60,14 @@ var (
 	ErrStopped = errors.New("subscribe: subscription stopped")
 	// ErrRunning: Register or Run was called while the worker runs.
 	ErrRunning = errors.New("subscribe: worker already running")
+	// ErrNotHeld: Worker.Replay or Worker.Discard was called, with
+	// Config.Leases, for an aggregate whose unit another worker holds:
+	// write a checkpoint.Request instead, which the holder carries out.
+	ErrNotHeld = errors.New("subscribe: unit held by another worker")
+	// ErrLeaseExpired: a unit's lease expired, by this process's clock,
+	// before it could be renewed; its work was cancelled (see
+	// LeaseOptions). Reported through HookLease.
+	ErrLeaseExpired = errors.New("subscribe: lease expired before it could be renewed")
 )
 
 // StoppedError reports the commit a subscription stopped on.
@@ -106,8 +114,9 @@ type Config struct {
 	// interfaces in hooks.go. Hooks are called synchronously from the
 	// worker's goroutines and must be fast and safe for concurrent use.
 	Hooks []any
-	// Clock is the wall clock the settle watermark and lag are read from.
-	// Default time.Now.
+	// Clock is the wall clock the settle watermark and lag are read from,
+	// and against which other workers' leases are judged expired (see
+	// LeaseOptions). Default time.Now.
 	Clock func() time.Time
 	// DrainTimeout bounds how long Run waits, once its context ends, for
 	// handlers already running to finish before cancelling their contexts.
@@ -124,6 +133,132 @@ type Config struct {
 	// Query per subscription per poll. Default 2 s; a negative value turns
 	// polling off (Worker.Replay and Worker.Discard still work).
 	RequestPoll time.Duration
+	// Leases, when set, lets several workers (usually in several
+	// processes) share each subscription's work: each subscription is cut
+	// into units, and each unit is held by one worker at a time through a
+	// lease in Checkpoints, renewed while it runs and taken over by
+	// another worker when it is released or expires (see LeaseOptions).
+	// Checkpoints must then implement checkpoint.Leaser, checkpoint.Lister
+	// and checkpoint.Setter, or NewWorker returns an error matching
+	// ErrInvalidConfig. Default nil: each subscription runs whole in this
+	// worker, which takes its checkpoint with checkpoint.Store.Claim (it
+	// never expires; a second process that claims it fences this one).
+	Leases *LeaseOptions
+}
+
+// LeaseOptions configure the leases through which workers share
+// subscriptions (Config.Leases), the way the Kinesis Client Library shares
+// a stream's shards through its lease table.
+//
+// # Units
+//
+// A SourceIndex subscription over a bucketed index (the Reader is a
+// *store.Store with more than one bucket, store.Config.IndexBuckets) has
+// one unit per bucket, or per bucket of IndexOptions.Buckets when set,
+// named "bucket-" followed by the bucket (checkpoint.Key.Unit). Each unit
+// reads only its bucket and has its own checkpoint; an aggregate lives in
+// one bucket, so per-aggregate order holds. Any other subscription (one
+// bucket, SourceStream, SourceAuto) is one unit, "": the subscription
+// whole, run by one worker at a time. Sharing a stream subscription's
+// shards between workers is not done yet.
+//
+// A bucket unit with no saved position yet starts from the subscription's
+// checkpoint without leases (unit ""), if it has one, so that turning
+// leases on does not read the subscription again from its Start.
+//
+// # Balance
+//
+// Every BalanceEvery, each worker lists its subscription's unit
+// checkpoints (checkpoint.Lister). A unit with no owner, or whose lease
+// has expired (checkpoint.Checkpoint.Live is false at Config.Clock's
+// time), is free. The owners are the distinct owners of live leases, plus
+// the worker itself; the target is the number of units divided by the
+// number of owners, rounded up. A worker that holds fewer units than the
+// target takes free units (checkpoint.Leaser.Take), in random order,
+// until it holds the target; when none is free, it steals one unit, at
+// most one per round, from the owner that holds the most, and only if
+// that owner holds at least two more than itself. A worker that holds
+// more than the target releases one unit per round (it drains, saves and
+// releases it, as at a clean stop), which a worker below the target then
+// takes. Each steal or hand-over narrows the gap between two workers, so
+// the layout settles, with no unit moving once every unit is held and every
+// worker holds the target or one less: three workers on six units settle at
+// two each, on seven units at three, two and two.
+//
+// # Renewal and loss
+//
+// Each unit held is renewed every RenewEvery (checkpoint.Leaser.Renew).
+// When a renewal or a checkpoint save is refused (checkpoint.ErrFenced:
+// another worker took the unit), or when renewals keep failing until the
+// lease has expired by this process's clock (ErrLeaseExpired), the unit's
+// work is cancelled at once: it stops reading, its handlers' contexts are
+// cancelled without waiting for them, and it saves nothing more. The other
+// worker resumes from the unit's last saved position: duplicates are
+// bounded by what was handled since then. A worker learns that a unit was
+// stolen only at its next save or renewal (within CheckpointInterval or
+// RenewEvery): until then both may deliver the unit's commits, which are
+// duplicates too. A unit lost this way is
+// reported through HookLease and forgotten; the subscription goes on, and
+// the worker may take units again at its next balance.
+//
+// When Run's context ends, each unit drains and saves as without leases,
+// then releases its lease (checkpoint.Setter.Release), so that other
+// workers take it at their next balance, within BalanceEvery rather than
+// a lease Duration. A process that dies without releasing has its units
+// taken once their leases expire: within Duration plus BalanceEvery.
+//
+// Hosts' clocks must agree to well within Duration: a lease's expiry is
+// written by the store's clock and judged by the reader's. Owner names must
+// be unique: a unit recorded under this worker's Owner that it does not run
+// is taken as left over from an earlier run of it.
+//
+// Every worker of a subscription must agree on Leases: a worker without
+// leases claims the whole subscription's checkpoint (unit ""), which never
+// expires, and a unit held that way is never taken by a worker with
+// leases; stop such a worker cleanly (it releases the checkpoint) before
+// starting workers with leases.
+type LeaseOptions struct {
+	// Duration is how long a lease lasts from its last renewal: a worker
+	// that stops renewing (it died, hangs or lost the network) keeps its
+	// units that long. Default 20 s; at least 1 ms.
+	Duration time.Duration
+	// RenewEvery is how often each lease held is renewed; a failed renewal
+	// is retried after half of it. Default Duration/4; it must be less
+	// than Duration/2, so that a lease is renewed at least twice in its
+	// life.
+	RenewEvery time.Duration
+	// BalanceEvery is how often the worker lists its subscriptions' leases
+	// and takes, steals or releases units (see Balance above). Default
+	// 5 s. Each round is one checkpoint.Lister.List per subscription.
+	BalanceEvery time.Duration
+}
+
+func (o LeaseOptions) withDefaults() LeaseOptions {
+	if o.Duration == 0 {
+		o.Duration = 20 * time.Second
+	}
+	if o.RenewEvery == 0 {
+		o.RenewEvery = o.Duration / 4
+	}
+	if o.BalanceEvery == 0 {
+		o.BalanceEvery = 5 * time.Second
+	}
+	return o
+}
+
+func (o LeaseOptions) validate() error {
+	bad := func(field, why string, v any) error {
+		return fmt.Errorf("%w: Leases.%s %v: %s", ErrInvalidConfig, field, v, why)
+	}
+	switch {
+	case o.Duration < time.Millisecond:
+		return bad("Duration", "want at least 1ms", o.Duration)
+	case o.RenewEvery <= 0 || o.RenewEvery >= o.Duration/2:
+		return bad("RenewEvery", fmt.Sprintf("want more than 0 and less than Duration/2 (%v)", o.Duration/2), o.RenewEvery)
+	case o.BalanceEvery <= 0:
+		return bad("BalanceEvery", "want a positive duration", o.BalanceEvery)
+	}
+	return nil
 }
 
 // Policy says what happens to a commit whose handler still fails after its

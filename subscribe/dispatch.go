@@ -12,11 +12,12 @@ import (
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
 )
 
-// dispatcher runs a subscription's handlers: one lane per aggregate with
-// commits waiting, lanes handled by Concurrency goroutines, each lane by one
+// dispatcher runs a unit's handlers: one lane per aggregate with commits
+// waiting, lanes handled by Concurrency goroutines, each lane by one
 // goroutine at a time, in order. The read-ahead is bounded by MaxInFlight.
 type dispatcher struct {
 	r     *subRunner
+	u     *unit         // whose source learns what is handled; nil for a replay outside Run
 	slots chan struct{} // one per commit in flight
 
 	mu       sync.Mutex
@@ -53,9 +54,9 @@ type replayResult struct {
 	err error
 }
 
-func newDispatcher(r *subRunner, parked map[string]bool) *dispatcher {
+func newDispatcher(r *subRunner, u *unit, parked map[string]bool) *dispatcher {
 	return &dispatcher{
-		r: r, slots: make(chan struct{}, r.s.MaxInFlight),
+		r: r, u: u, slots: make(chan struct{}, r.s.MaxInFlight),
 		lanes: map[string]*lane{}, wake: make(chan struct{}, 1), parked: parked,
 	}
 }
@@ -297,7 +298,7 @@ func (d *dispatcher) ack(commits []Commit) {
 		return
 	}
 	for _, c := range commits {
-		d.r.src.done(c)
+		d.u.src.done(c)
 		<-d.slots
 	}
 	d.mu.Lock()
@@ -309,9 +310,9 @@ func (d *dispatcher) ack(commits []Commit) {
 	d.mu.Unlock()
 }
 
-// drain waits until nothing is in flight or timeout passes, reporting
-// whether everything was handled.
-func (d *dispatcher) drain(timeout time.Duration) bool {
+// drain waits until nothing is in flight, timeout passes or abort is
+// closed, reporting whether everything was handled.
+func (d *dispatcher) drain(timeout time.Duration, abort <-chan struct{}) bool {
 	d.mu.Lock()
 	if d.inflight == 0 {
 		d.mu.Unlock()
@@ -326,6 +327,8 @@ func (d *dispatcher) drain(timeout time.Duration) bool {
 	case <-idle:
 		return true
 	case <-t.C:
+		return false
+	case <-abort:
 		return false
 	}
 }

@@ -56,6 +56,21 @@
 // Config.RequestPoll, carries each out once, and marks it done with its
 // result and count.
 //
+// # Scale-out
+//
+// Without Config.Leases, a subscription runs whole in one worker, which
+// claims its checkpoint; a second process on the same subscription takes it
+// over and fences the first. With Config.Leases (see LeaseOptions), several
+// workers, usually in several processes, share each subscription: a
+// SourceIndex subscription over a bucketed index is cut into one unit per
+// bucket, each with its own checkpoint and lease in Config.Checkpoints; the
+// workers balance the units between them every LeaseOptions.BalanceEvery,
+// renew the leases they hold, and take over the units of a worker that
+// stopped (at once) or died (once its leases expire). A unit whose lease is
+// lost stops at once and is reported through HookLease. Other
+// subscriptions are one unit, run by one worker at a time, which another
+// takes over when it stops or dies; their stream shards are not shared yet.
+//
 // # Handlers
 //
 // A Handler takes one commit, a BatchHandler consecutive commits of one

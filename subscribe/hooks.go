@@ -81,6 +81,30 @@ type HookRequest interface {
 	OnRequest(sub string, r checkpoint.Request, err error)
 }
 
+// HookLease observes the leases a worker holds on units of its
+// subscriptions (see Config.Leases); unit is the unit's name,
+// checkpoint.Key.Unit ("" for a subscription run whole). Each
+// OnLeaseGained is followed, once the unit has stopped, by exactly one
+// OnLeaseLost, except when the process dies first.
+//
+// OnLeaseGained: the worker took the unit (free, expired, or stolen to
+// balance the load) and starts its work.
+//
+// OnLeaseLost: the unit's work has ended. err is nil when the worker let
+// it go (a clean stop, or a hand-over to balance the load: it drained,
+// saved and released it); otherwise err says why it was lost, and its work
+// was cancelled at once: errors.Is(err, checkpoint.ErrFenced) when another
+// worker took it (a refused renewal or save), ErrLeaseExpired when
+// renewals failed until the lease expired.
+//
+// OnLeaseRenewFailed: a renewal failed otherwise than by fencing (a
+// timeout, throttling); it is retried while the lease lasts.
+type HookLease interface {
+	OnLeaseGained(sub, unit string)
+	OnLeaseLost(sub, unit string, err error)
+	OnLeaseRenewFailed(sub, unit string, err error)
+}
+
 // HookStopped observes a subscription that stopped on an error.
 type HookStopped interface {
 	OnStopped(sub string, err error)
@@ -102,6 +126,7 @@ type hooks struct {
 	corrupt    []HookCorrupt
 	ignored    []HookIgnoredRecord
 	request    []HookRequest
+	lease      []HookLease
 }
 
 func newHooks(hs []any) hooks {
@@ -148,6 +173,9 @@ func newHooks(hs []any) hooks {
 		}
 		if v, ok := x.(HookRequest); ok {
 			h.request = append(h.request, v)
+		}
+		if v, ok := x.(HookLease); ok {
+			h.lease = append(h.lease, v)
 		}
 	}
 	return h

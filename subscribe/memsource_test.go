@@ -54,11 +54,12 @@ func (m *memCommits) index(c Commit) int { return int(c.Version)*m.aggs + m.aggI
 // from it loses nothing. Once every commit is emitted, run waits for ctx.
 type memSource struct {
 	m       *memCommits
-	start   int           // first index this source emits
-	handled []atomic.Bool // by index
-	emitted atomic.Int64  // commits emitted (or being emitted) from start on
-	count   atomic.Int64  // commits handled from start on
-	all     chan struct{} // closed once every commit from start on is handled
+	keep    func(Commit) bool // the commits it emits; nil: all
+	start   int               // first index this source emits
+	handled []atomic.Bool     // by index
+	emitted atomic.Int64      // commits emitted (or being emitted) from start on
+	count   atomic.Int64      // commits handled from start on
+	all     chan struct{}     // closed once every commit from start on is handled
 
 	mu       sync.Mutex
 	frontier int // every commit before it is handled
@@ -69,6 +70,12 @@ var _ source = (*memSource)(nil)
 // newMemSource returns a source that resumes from saved, a checkpoint of
 // another memSource over the same commits ("" starts at the beginning).
 func newMemSource(m *memCommits, saved string) (*memSource, error) {
+	return newMemSourceOf(m, saved, nil)
+}
+
+// newMemSourceOf is newMemSource for the commits keep keeps (nil: all),
+// as a unit's source emits its bucket's: the others count as handled.
+func newMemSourceOf(m *memCommits, saved string, keep func(Commit) bool) (*memSource, error) {
 	start := 0
 	if saved != "" {
 		var err error
@@ -76,8 +83,17 @@ func newMemSource(m *memCommits, saved string) (*memSource, error) {
 			return nil, fmt.Errorf("memsource: checkpoint %q is not an index from 0 to %d", saved, len(m.commits))
 		}
 	}
-	s := &memSource{m: m, start: start, handled: make([]atomic.Bool, len(m.commits)), all: make(chan struct{}), frontier: start}
-	if start == len(m.commits) {
+	s := &memSource{m: m, keep: keep, start: start, handled: make([]atomic.Bool, len(m.commits)), all: make(chan struct{}), frontier: start}
+	for i, c := range m.commits {
+		if keep != nil && !keep(c) {
+			s.handled[i].Store(true)
+			if i >= start { // emitted and handled, as far as lag counts
+				s.emitted.Add(1)
+				s.count.Add(1)
+			}
+		}
+	}
+	if s.count.Load() == int64(len(m.commits)-start) {
 		close(s.all)
 	}
 	return s, nil
@@ -85,8 +101,8 @@ func newMemSource(m *memCommits, saved string) (*memSource, error) {
 
 // memSourceFactory plugs a new memSource over m into Worker.sourceFactory; each
 // source created is also sent on made, if it is not nil.
-func memSourceFactory(m *memCommits, made chan<- *memSource) func(*subRunner, string) (source, error) {
-	return func(_ *subRunner, saved string) (source, error) {
+func memSourceFactory(m *memCommits, made chan<- *memSource) func(*unit, string) (source, error) {
+	return func(_ *unit, saved string) (source, error) {
 		s, err := newMemSource(m, saved)
 		if err == nil && made != nil {
 			made <- s
@@ -97,6 +113,9 @@ func memSourceFactory(m *memCommits, made chan<- *memSource) func(*subRunner, st
 
 func (s *memSource) run(ctx context.Context, emit emitFunc) error {
 	for i := s.start; i < len(s.m.commits); i++ {
+		if s.keep != nil && !s.keep(s.m.commits[i]) {
+			continue
+		}
 		s.emitted.Add(1)
 		if err := emit(ctx, s.m.commits[i]); err != nil {
 			s.emitted.Add(-1)

@@ -5,15 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
 )
 
 // requestServer carries out a running subscription's operators' requests
 // (checkpoint.Request), read from Config.Parking when it implements
-// checkpoint.RequestStore: at start, then every Config.RequestPoll. Each
-// request is carried out in its aggregate's turn, as Worker.Replay and
-// Worker.Discard are, then marked done with checkpoint.RequestStore.Complete.
+// checkpoint.RequestStore: at start, then every Config.RequestPoll, and at
+// once when a unit starts. Each request is carried out in its aggregate's
+// turn, as Worker.Replay and Worker.Discard are, by the unit that owns the
+// aggregate, then marked done with checkpoint.RequestStore.Complete. A
+// request for an aggregate whose unit this worker does not run is left to
+// the worker that does.
 //
 // A request is carried out at most once by a run of the subscription, even
 // when it is read again before its Complete lands: its id is remembered
@@ -24,8 +28,8 @@ import (
 // replay goes on with the commits still parked).
 type requestServer struct {
 	r     *subRunner
-	d     *dispatcher
 	store checkpoint.RequestStore
+	kick  chan struct{} // a unit started: poll now
 
 	mu     sync.Mutex
 	states map[requestRef]*requestState // requests carried out, or being
@@ -48,7 +52,7 @@ type requestState struct {
 // newRequestServer returns the subscription's request server, or nil when
 // it has none: Config.Parking is not a checkpoint.RequestStore, or
 // Config.RequestPoll is negative.
-func newRequestServer(r *subRunner, d *dispatcher) *requestServer {
+func newRequestServer(r *subRunner) *requestServer {
 	if r.w.cfg.RequestPoll < 0 || r.w.cfg.Parking == nil {
 		return nil
 	}
@@ -56,18 +60,30 @@ func newRequestServer(r *subRunner, d *dispatcher) *requestServer {
 	if !ok {
 		return nil
 	}
-	return &requestServer{r: r, d: d, store: rs, states: map[requestRef]*requestState{}}
+	return &requestServer{r: r, store: rs, kick: make(chan struct{}, 1), states: map[requestRef]*requestState{}}
 }
 
-// run polls for requests until ctx ends: at once, then every RequestPoll.
-// The requests it starts run until they end or handleCtx (the handlers'
-// context, which outlives ctx) ends; they may still run when it returns:
-// see wait.
-func (s *requestServer) run(ctx, handleCtx context.Context) {
+// run polls for requests until ctx ends: at once, then every RequestPoll
+// and whenever a unit starts. The requests it starts run until they end or
+// their unit's handlers' context (which outlives ctx) ends; they may still
+// run when it returns: see wait.
+func (s *requestServer) run(ctx context.Context) {
+	t := time.NewTimer(s.r.w.cfg.RequestPoll)
+	defer t.Stop()
 	for {
-		s.poll(ctx, handleCtx)
-		if !sleep(ctx, s.r.w.cfg.RequestPoll) {
+		s.poll(ctx)
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(s.r.w.cfg.RequestPoll)
+		select {
+		case <-ctx.Done():
 			return
+		case <-t.C:
+		case <-s.kick:
 		}
 	}
 }
@@ -77,9 +93,9 @@ func (s *requestServer) run(ctx, handleCtx context.Context) {
 func (s *requestServer) wait() { s.wg.Wait() }
 
 // poll reads the subscription's requests once and starts each pending one
-// this run has not carried out; for one whose Complete failed, it retries
-// Complete.
-func (s *requestServer) poll(ctx, handleCtx context.Context) {
+// this run has not carried out and whose unit it runs; for one whose
+// Complete failed, it retries Complete.
+func (s *requestServer) poll(ctx context.Context) {
 	r := s.r
 	pending := map[requestRef]bool{}
 	complete := true // the listing was read to its end
@@ -101,13 +117,18 @@ func (s *requestServer) poll(ctx, handleCtx context.Context) {
 		pending[ref] = true
 		s.mu.Lock()
 		st := s.states[ref]
+		var u *unit
 		if st == nil {
-			s.states[ref] = &requestState{running: true}
+			if u = r.unitFor(req.AggregateID); u != nil {
+				s.states[ref] = &requestState{running: true}
+			}
 		}
 		s.mu.Unlock()
 		switch {
+		case st == nil && u == nil:
+			// Another worker runs the aggregate's unit, or none does yet.
 		case st == nil:
-			s.wg.Go(func() { s.carryOut(handleCtx, req) })
+			s.wg.Go(func() { s.carryOut(u, req) })
 		case !st.running && !st.completed:
 			s.complete(ctx, ref, st.done)
 		}
@@ -126,13 +147,14 @@ func (s *requestServer) poll(ctx, handleCtx context.Context) {
 	s.mu.Unlock()
 }
 
-// carryOut carries req out in its aggregate's turn and marks it done. A
-// request interrupted because ctx (the handlers' context) ended or the
-// subscription stopped is left pending.
-func (s *requestServer) carryOut(ctx context.Context, req checkpoint.Request) {
+// carryOut carries req out in its aggregate's turn, in unit u, and marks
+// it done. A request interrupted because the unit's handlers' context
+// ended (a stop, a lost lease) or the subscription stopped is left pending.
+func (s *requestServer) carryOut(u *unit, req checkpoint.Request) {
 	r := s.r
+	ctx := u.handleCtx
 	ref := requestRef{req.AggregateID, req.ID}
-	n, err := s.execute(ctx, req)
+	n, err := s.execute(ctx, u.disp, req)
 	if err != nil && (ctx.Err() != nil || errors.Is(err, ErrStopped)) {
 		r.log.Info("operator request interrupted by the stop; it stays pending", "kind", req.Kind, "aggregate", req.AggregateID,
 			"request", req.ID, "handled", n, "err", err)
@@ -158,10 +180,10 @@ func (s *requestServer) carryOut(ctx context.Context, req checkpoint.Request) {
 	s.complete(cctx, ref, done)
 }
 
-// execute runs a replay or a discard of req's aggregate in its turn and
-// returns how many commits it handled, or an error for a kind it does not
-// know. It gives up waiting for the turn when ctx ends.
-func (s *requestServer) execute(ctx context.Context, req checkpoint.Request) (int, error) {
+// execute runs a replay or a discard of req's aggregate in its turn in d
+// and returns how many commits it handled, or an error for a kind it does
+// not know. It gives up waiting for the turn when ctx ends.
+func (s *requestServer) execute(ctx context.Context, d *dispatcher, req checkpoint.Request) (int, error) {
 	var discard bool
 	switch req.Kind {
 	case checkpoint.RequestReplay:
@@ -172,7 +194,7 @@ func (s *requestServer) execute(ctx context.Context, req checkpoint.Request) (in
 			req.ID, req.AggregateID, req.Kind, checkpoint.RequestReplay, checkpoint.RequestDiscard)
 	}
 	task := &replayTask{aggregateID: req.AggregateID, discard: discard, done: make(chan replayResult, 1)}
-	s.d.enqueue(laneItem{replay: task})
+	d.enqueue(laneItem{replay: task})
 	select {
 	case res := <-task.done:
 		return res.n, res.err

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
 )
 
-// subRunner runs one subscription.
+// subRunner runs one subscription: whole, as one unit held by Claim
+// (Config.Leases nil), or as the units it holds through leases.
 type subRunner struct {
 	w       *Worker
 	s       Subscription
@@ -20,14 +23,25 @@ type subRunner struct {
 	// maxBatch is MaxBatch for a BatchHandler and 1 for a Handler, whose
 	// commits are each acknowledged as soon as they are handled.
 	maxBatch int
+	// specs are the subscription's units, fixed at Register; bucketOf
+	// returns an aggregate's index bucket when the units are buckets, and
+	// is nil when the subscription is one unit.
+	specs    []unitSpec
+	bucketOf func(aggregateID string) string
 
-	src source
+	// requests carries out operators' requests; set by run before any
+	// unit starts, nil when there is no request store.
+	requests *requestServer
 
-	mu       sync.Mutex
-	health   Health
-	disp     *dispatcher
-	stopErr  error
-	stopRead context.CancelFunc
+	mu sync.Mutex
+	// health is the subscription's own state and error; with Leases nil
+	// it is also its one unit's health.
+	health Health
+	// units are the units running, by name. With Leases nil, the one unit
+	// stays after it stopped, for Health.
+	units   map[string]*unit
+	stopErr error
+	stopRun context.CancelFunc
 }
 
 func (r *subRunner) setState(st State) {
@@ -42,43 +56,138 @@ func (r *subRunner) setErr(err error) {
 	r.mu.Unlock()
 }
 
-func (r *subRunner) snapshot() Health {
+// snapshots returns the subscription's health: with Leases nil one entry;
+// with leases one per unit running, by unit name, or when it runs none one
+// for the subscription (Unit "", State StateWaiting while it runs).
+func (r *subRunner) snapshots() []Health {
+	type running struct {
+		h    Health
+		src  source
+		disp *dispatcher
+	}
 	r.mu.Lock()
-	h := r.health
-	d, src := r.disp, r.src
+	var list []running
+	if r.w.cfg.Leases == nil {
+		rn := running{h: r.health}
+		if u := r.units[""]; u != nil {
+			rn.src, rn.disp = u.src, u.disp
+		}
+		list = append(list, rn)
+	} else {
+		for _, u := range r.units {
+			list = append(list, running{h: *u.h, src: u.src, disp: u.disp})
+		}
+		if len(list) == 0 {
+			h := r.health
+			if h.State == StateRunning {
+				h.State = StateWaiting
+			}
+			list = append(list, running{h: h})
+		}
+	}
 	r.mu.Unlock()
-	if src != nil && h.State == StateRunning {
-		h.InFlight, h.Lag = src.lag(r.w.cfg.Clock())
+	slices.SortFunc(list, func(a, b running) int { return strings.Compare(a.h.Unit, b.h.Unit) })
+	out := make([]Health, len(list))
+	for i, rn := range list {
+		h := rn.h
+		if rn.src != nil && h.State == StateRunning {
+			h.InFlight, h.Lag = rn.src.lag(r.w.cfg.Clock())
+		}
+		if rn.disp != nil {
+			rn.disp.mu.Lock()
+			h.Parked = len(rn.disp.parked)
+			rn.disp.mu.Unlock()
+		}
+		out[i] = h
 	}
-	if d != nil {
-		d.mu.Lock()
-		h.Parked = len(d.parked)
-		d.mu.Unlock()
-	}
-	return h
+	return out
 }
 
-func (r *subRunner) dispatcherIfRunning() *dispatcher {
+// dispatcherFor returns the dispatcher of the running unit that owns
+// aggregateID, or nil when the subscription does not run (a replay then
+// runs directly). With leases, an aggregate whose unit this worker does not
+// run now returns an error matching ErrNotHeld.
+func (r *subRunner) dispatcherFor(aggregateID string) (*dispatcher, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.health.State != StateRunning {
-		return nil
+	if r.w.cfg.Leases == nil {
+		if u := r.units[""]; u != nil && r.health.State == StateRunning {
+			return u.disp, nil
+		}
+		return nil, nil
 	}
-	return r.disp
+	if r.health.State == StateIdle || r.health.State == StateStopped {
+		return nil, nil
+	}
+	if u := r.unitForLocked(aggregateID); u != nil && u.h.State == StateRunning {
+		return u.disp, nil
+	}
+	return nil, fmt.Errorf("%w: the unit of aggregate %q of subscription %q does not run in this worker", ErrNotHeld, aggregateID, r.s.Name)
 }
 
-// stop ends the subscription with err: reading stops, in-flight work
+// unitFor returns the running unit that owns aggregateID, or nil.
+func (r *subRunner) unitFor(aggregateID string) *unit {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if u := r.unitForLocked(aggregateID); u != nil && u.h.State == StateRunning {
+		return u
+	}
+	return nil
+}
+
+func (r *subRunner) unitForLocked(aggregateID string) *unit {
+	if u := r.units[""]; u != nil {
+		return u
+	}
+	if r.bucketOf == nil {
+		return nil
+	}
+	return r.units[bucketUnit(r.bucketOf(aggregateID))]
+}
+
+// lag returns the commits read and not handled, and the age of the oldest
+// one, over the units running.
+func (r *subRunner) lag(now time.Time) (int, time.Duration) {
+	r.mu.Lock()
+	var srcs []source
+	for _, u := range r.units {
+		if u.src != nil {
+			srcs = append(srcs, u.src)
+		}
+	}
+	r.mu.Unlock()
+	n, age := 0, time.Duration(0)
+	for _, src := range srcs {
+		un, ua := src.lag(now)
+		n, age = n+un, max(age, ua)
+	}
+	return n, age
+}
+
+// stop ends the subscription with err: every unit stops reading and
 // drains, and run returns err.
 func (r *subRunner) stop(err error) {
 	r.mu.Lock()
 	if r.stopErr == nil {
 		r.stopErr = err
 	}
-	cancel := r.stopRead
+	cancel := r.stopRun
 	r.mu.Unlock()
 	r.log.Error("subscription stopping", "err", err)
 	if cancel != nil {
 		cancel()
+	}
+}
+
+// kickRequests makes the request server read the requests now: a unit
+// started, and may own pending ones.
+func (r *subRunner) kickRequests() {
+	if r.requests == nil {
+		return
+	}
+	select {
+	case r.requests.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -94,102 +203,68 @@ func (r *subRunner) run(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	key := checkpoint.Key{Subscription: r.s.Name}
-	cp, err := r.claim(ctx, key)
-	if err != nil {
-		return nil // ctx ended while starting: a clean stop
-	}
-	src, err := r.newSource(cp.Position)
-	if err != nil {
-		return err
-	}
-	parked, err := r.loadParked(ctx)
-	if err != nil {
-		return nil
-	}
-	readCtx, stopRead := context.WithCancel(ctx)
-	defer stopRead()
-	handleCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHandlers()
-	d := newDispatcher(r, parked)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	r.mu.Lock()
-	r.src, r.disp, r.stopRead = src, d, stopRead
-	r.health.State, r.health.Position, r.health.SavedAt = StateRunning, cp.Position, cp.UpdatedAt
-	stopErr := r.stopErr
+	r.stopRun = cancel
 	r.mu.Unlock()
-	if stopErr != nil {
-		stopRead()
-	}
-	r.log.Info("subscription started", "owner", cp.Owner, "lease", cp.Lease, "position", cp.Position, "start", r.s.Start.String(), "parked", len(parked))
 
-	var workers sync.WaitGroup
-	for range r.s.Concurrency {
-		workers.Go(func() { d.work(handleCtx) })
-	}
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		if err := src.run(readCtx, d.submit); err != nil && readCtx.Err() == nil {
-			r.stop(fmt.Errorf("subscribe: source of %q: %w", r.s.Name, err))
-		}
-	}()
-	saverDone := make(chan struct{})
-	go func() {
-		defer close(saverDone)
-		r.saveLoop(readCtx, &cp)
-	}()
+	r.requests = newRequestServer(r)
 	requestsDone := make(chan struct{})
-	requests := newRequestServer(r, d)
 	go func() {
 		defer close(requestsDone)
-		if requests != nil {
-			requests.run(readCtx, handleCtx)
+		if r.requests != nil {
+			r.requests.run(ctx)
 		}
 	}()
-
-	<-readCtx.Done()
-	r.setState(StateStopping)
-	<-readDone
-	<-saverDone
+	var unitErr error
+	if r.w.cfg.Leases == nil {
+		unitErr = r.runWhole(ctx)
+	} else {
+		unitErr = r.runLeased(ctx)
+	}
+	cancel()
 	<-requestsDone
-	if !d.drain(r.w.cfg.DrainTimeout) {
-		r.log.Warn("handlers still running after the drain timeout; cancelling them", "timeout", r.w.cfg.DrainTimeout)
+	if r.requests != nil {
+		r.requests.wait()
 	}
-	cancelHandlers()
-	workers.Wait()
-	if requests != nil {
-		requests.wait()
-	}
-
 	r.mu.Lock()
 	err = r.stopErr
 	r.mu.Unlock()
-	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.w.cfg.FinalSaveTimeout)
-	defer cancel()
-	if serr := r.save(saveCtx, &cp); serr != nil && err == nil && !errors.Is(serr, checkpoint.ErrFenced) {
-		err = fmt.Errorf("subscribe: final checkpoint of %q: %w", r.s.Name, serr)
-	} else if serr == nil {
-		if setter, ok := r.w.cfg.Checkpoints.(checkpoint.Setter); ok {
-			if rerr := setter.Release(saveCtx, cp); rerr != nil {
-				r.log.Warn("releasing the checkpoint failed", "err", rerr)
-			}
-		}
+	if err == nil {
+		err = unitErr
 	}
-	r.log.Info("subscription stopped", "position", cp.Position, "err", err)
 	return err
 }
 
-// newSource returns the subscription's source, resuming from a saved
-// position ("" for none).
-func (r *subRunner) newSource(saved string) (source, error) {
+// runWhole runs the subscription as one unit, claiming its checkpoint.
+func (r *subRunner) runWhole(ctx context.Context) error {
+	cp, err := r.claim(ctx, checkpoint.Key{Subscription: r.s.Name})
+	if err != nil {
+		return nil // ctx ended while starting: a clean stop
+	}
+	u := r.newUnit(unitSpec{}, false)
+	return u.run(ctx, cp, time.Time{})
+}
+
+// runLeased runs the units the lease manager takes until ctx ends.
+func (r *subRunner) runLeased(ctx context.Context) error {
+	m := newLeaseManager(r)
+	r.setState(StateRunning)
+	return m.run(ctx)
+}
+
+// newSource returns a unit's source, resuming from a saved position (""
+// for none).
+func (r *subRunner) newSource(u *unit, saved string) (source, error) {
 	if r.w.sourceFactory != nil {
-		return r.w.sourceFactory(r, saved)
+		return r.w.sourceFactory(u, saved)
 	}
 	switch r.s.Source {
 	case SourceIndex:
-		return newIndexSource(r.w, r.s, saved)
+		return newIndexSource(r.w, u.sub, saved)
 	case SourceStream, SourceAuto:
-		return newHybridSource(r.w, r.s, saved)
+		return newHybridSource(r.w, u.sub, saved)
 	}
 	return nil, fmt.Errorf("%w: subscription %q: source %v", ErrInvalidConfig, r.s.Name, r.s.Source)
 }
@@ -214,9 +289,9 @@ func (r *subRunner) claim(ctx context.Context, key checkpoint.Key) (checkpoint.C
 	}
 }
 
-// loadParked returns the aggregates with parked commits, retrying until ctx
-// ends.
-func (r *subRunner) loadParked(ctx context.Context) (map[string]bool, error) {
+// loadParked returns the aggregates of unit u with parked commits,
+// retrying until ctx ends.
+func (r *subRunner) loadParked(ctx context.Context, u *unit) (map[string]bool, error) {
 	parked := map[string]bool{}
 	if r.w.cfg.Parking == nil {
 		return parked, nil
@@ -229,12 +304,17 @@ func (r *subRunner) loadParked(ctx context.Context) (map[string]bool, error) {
 				err = perr
 				break
 			}
-			parked[p.Commit.AggregateID] = true
+			if u.owns(p.Commit.AggregateID) {
+				parked[p.Commit.AggregateID] = true
+			}
 		}
 		if err == nil {
 			return parked, nil
 		}
-		r.log.Error("listing parked commits failed; retrying", "err", err)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		u.log.Error("listing parked commits failed; retrying", "err", err)
 		if !sleep(ctx, jitter(backoff)) {
 			return nil, ctx.Err()
 		}
@@ -242,56 +322,8 @@ func (r *subRunner) loadParked(ctx context.Context) (map[string]bool, error) {
 	}
 }
 
-// saveLoop saves the checkpoint every CheckpointInterval while it moves,
-// and reports lag.
-func (r *subRunner) saveLoop(ctx context.Context, cp *checkpoint.Checkpoint) {
-	t := time.NewTicker(r.s.CheckpointInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		n, age := r.src.lag(r.w.cfg.Clock())
-		for _, h := range r.w.hooks.lag {
-			h.OnLag(r.s.Name, age, n)
-		}
-		err := r.save(ctx, cp)
-		switch {
-		case errors.Is(err, checkpoint.ErrFenced):
-			r.stop(fmt.Errorf("subscribe: %q lost its checkpoint to another owner: %w", r.s.Name, err))
-			return
-		case err != nil && ctx.Err() == nil:
-			r.setErr(err)
-			r.log.Warn("checkpoint save failed; will retry", "err", err)
-		case err == nil:
-			r.setErr(nil)
-		}
-	}
-}
-
-// save writes the source's checkpoint if it moved.
-func (r *subRunner) save(ctx context.Context, cp *checkpoint.Checkpoint) error {
-	pos, err := r.src.checkpoint()
-	if err != nil {
-		return err
-	}
-	if pos == cp.Position {
-		return nil
-	}
-	next := *cp
-	next.Position = pos
-	err = r.w.cfg.Checkpoints.Save(ctx, next)
-	for _, h := range r.w.hooks.checkpoint {
-		h.OnCheckpoint(r.s.Name, err)
-	}
-	if err != nil {
-		return err
-	}
-	cp.Position, cp.UpdatedAt = pos, r.w.cfg.Clock()
-	r.mu.Lock()
-	r.health.Position, r.health.SavedAt = pos, cp.UpdatedAt
-	r.mu.Unlock()
-	return nil
+// isLost reports whether err from Save or Renew means the lease is gone:
+// another owner holds the key, or it has no checkpoint any more.
+func isLost(err error) bool {
+	return errors.Is(err, checkpoint.ErrFenced) || errors.Is(err, checkpoint.ErrNotFound)
 }

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
@@ -24,16 +26,31 @@ type Worker struct {
 	hooks hooks
 
 	// sourceFactory replaces the sources, for tests and benchmarks.
-	sourceFactory func(r *subRunner, saved string) (source, error)
+	sourceFactory func(u *unit, saved string) (source, error)
 
-	mu      sync.Mutex
-	subs    []*subRunner
-	byName  map[string]*subRunner
-	running bool
+	// leaser and lister are Config.Checkpoints' abilities, with Leases.
+	leaser checkpoint.Leaser
+	lister checkpoint.Lister
+
+	// abandoned: abandon stopped Run as a killed process would.
+	abandoned atomic.Bool
+
+	mu        sync.Mutex
+	subs      []*subRunner
+	byName    map[string]*subRunner
+	running   bool
+	cancelRun context.CancelFunc
+}
+
+// bucketedReader is a Reader over a bucketed index: a *store.Store.
+type bucketedReader interface {
+	Buckets() []string
+	Bucket(aggregateID string) string
 }
 
 // NewWorker returns a Worker. It returns an error matching ErrInvalidConfig
-// when Reader or Checkpoints is missing. It starts nothing.
+// when Reader or Checkpoints is missing, or when Leases is set with invalid
+// options or Checkpoints lacks an ability leases need. It starts nothing.
 func NewWorker(cfg Config) (*Worker, error) {
 	if cfg.Reader == nil {
 		return nil, fmt.Errorf("%w: Config.Reader is nil", ErrInvalidConfig)
@@ -73,19 +90,40 @@ func NewWorker(cfg Config) (*Worker, error) {
 	if cfg.DrainTimeout < 0 || cfg.FinalSaveTimeout < 0 {
 		return nil, fmt.Errorf("%w: DrainTimeout and FinalSaveTimeout must be positive", ErrInvalidConfig)
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	w := &Worker{byName: map[string]*subRunner{}}
+	if cfg.Leases != nil {
+		opts := cfg.Leases.withDefaults()
+		if err := opts.validate(); err != nil {
+			return nil, err
+		}
+		cfg.Leases = &opts
+		var ok bool
+		if w.leaser, ok = cfg.Checkpoints.(checkpoint.Leaser); !ok {
+			return nil, fmt.Errorf("%w: Config.Leases is set but Config.Checkpoints (%T) is not a checkpoint.Leaser", ErrInvalidConfig, cfg.Checkpoints)
+		}
+		if w.lister, ok = cfg.Checkpoints.(checkpoint.Lister); !ok {
+			return nil, fmt.Errorf("%w: Config.Leases is set but Config.Checkpoints (%T) is not a checkpoint.Lister", ErrInvalidConfig, cfg.Checkpoints)
+		}
+		if _, ok = cfg.Checkpoints.(checkpoint.Setter); !ok {
+			return nil, fmt.Errorf("%w: Config.Leases is set but Config.Checkpoints (%T) is not a checkpoint.Setter", ErrInvalidConfig, cfg.Checkpoints)
+		}
 	}
-	return &Worker{cfg: cfg, log: log, hooks: newHooks(cfg.Hooks), byName: map[string]*subRunner{}}, nil
+	w.log = cfg.Logger
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	w.cfg, w.hooks = cfg, newHooks(cfg.Hooks)
+	return w, nil
 }
 
 // Owner returns the name this worker writes into checkpoints.
 func (w *Worker) Owner() string { return w.cfg.Owner }
 
 // Register adds a subscription. It returns an error matching
-// ErrInvalidConfig for an unusable one, ErrDuplicateSubscription for a name
-// already registered, and ErrRunning once Run has been called.
+// ErrInvalidConfig for an unusable one (with Leases, also an
+// IndexOptions.Buckets value the Reader's index does not have),
+// ErrDuplicateSubscription for a name already registered, and ErrRunning
+// once Run has been called.
 func (w *Worker) Register(s Subscription) error {
 	s = s.withDefaults()
 	if err := s.validate(); err != nil {
@@ -96,6 +134,10 @@ func (w *Worker) Register(s Subscription) error {
 	}
 	if s.Policy == PolicyPark && w.cfg.Parking == nil {
 		return fmt.Errorf("%w: subscription %q parks failed commits but Config.Parking is nil", ErrInvalidConfig, s.Name)
+	}
+	specs, bucketOf, err := w.unitsOf(s)
+	if err != nil {
+		return err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -109,21 +151,56 @@ func (w *Worker) Register(s Subscription) error {
 	if h == nil {
 		h, maxBatch = batchOf(s.Handler, s.Middleware), 1
 	}
-	r := &subRunner{w: w, s: s, handler: h, maxBatch: maxBatch, log: w.log.With("subscription", s.Name)}
+	r := &subRunner{w: w, s: s, handler: h, maxBatch: maxBatch, log: w.log.With("subscription", s.Name), specs: specs, bucketOf: bucketOf}
 	r.health.Subscription, r.health.State = s.Name, StateIdle
 	w.subs = append(w.subs, r)
 	w.byName[s.Name] = r
 	return nil
 }
 
+// unitsOf returns the units of subscription s (see LeaseOptions) and, when
+// they are index buckets, the function that tells an aggregate's bucket.
+func (w *Worker) unitsOf(s Subscription) ([]unitSpec, func(string) string, error) {
+	whole := []unitSpec{{}}
+	br, ok := w.cfg.Reader.(bucketedReader)
+	if w.cfg.Leases == nil || s.Source != SourceIndex || !ok {
+		return whole, nil, nil
+	}
+	all := br.Buckets()
+	if len(all) < 2 {
+		return whole, nil, nil
+	}
+	buckets := all
+	if len(s.Index.Buckets) > 0 {
+		buckets = nil
+		for _, b := range s.Index.Buckets {
+			if !slices.Contains(all, b) {
+				return nil, nil, fmt.Errorf("%w: subscription %q: Index.Buckets: the index has no bucket %q (it has %v)", ErrInvalidConfig, s.Name, b, all)
+			}
+			if !slices.Contains(buckets, b) {
+				buckets = append(buckets, b)
+			}
+		}
+	}
+	specs := make([]unitSpec, len(buckets))
+	for i, b := range buckets {
+		specs[i] = unitSpec{name: bucketUnit(b), bucket: b}
+	}
+	return specs, br.Bucket, nil
+}
+
 // Run runs every registered subscription until ctx ends, then stops them:
 // it stops reading, waits up to DrainTimeout for the handlers already
 // running, cancels the rest, and saves each subscription's checkpoint with a
-// fresh context. It returns nil on such a clean stop.
+// fresh context. With Config.Leases, it runs the units of each subscription
+// that this worker holds, and releases each lease after the last save. It
+// returns nil on such a clean stop.
 //
-// A subscription that stops on its own (PolicyStop, a lost checkpoint
-// lease) does not stop the others; Run returns once all have ended, with
-// their errors joined. Run may be called once.
+// A subscription that stops on its own (PolicyStop, a checkpoint claimed by
+// another process without leases) does not stop the others; Run returns
+// once all have ended, with their errors joined. A unit whose lease is lost
+// is not an error: it is reported through HookLease, and the subscription
+// goes on. Run may be called once.
 func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	if w.running {
@@ -132,6 +209,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.running = true
 	subs := w.subs
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w.cancelRun = cancel
 	w.mu.Unlock()
 	if len(subs) == 0 {
 		return fmt.Errorf("%w: no subscription registered", ErrInvalidConfig)
@@ -143,6 +223,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// abandon stops Run as if the process were killed, for tests: every unit
+// stops reading and its handlers are cancelled at once, with no drain, no
+// last save and no release, and renewals stop; leases then expire.
+func (w *Worker) abandon() {
+	w.abandoned.Store(true)
+	w.mu.Lock()
+	cancel := w.cancelRun
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // Replay delivers the parked commits of one aggregate of a subscription
@@ -157,8 +250,10 @@ func (w *Worker) Run(ctx context.Context) error {
 //
 // It returns an error matching ErrUnknownSubscription for a name not
 // registered, ErrInvalidConfig for an empty aggregate id or a Worker
-// without Config.Parking, and ErrStopped when the subscription stopped on
-// the aggregate (PolicyStop) before its turn came.
+// without Config.Parking, ErrStopped when the subscription stopped on the
+// aggregate (PolicyStop) before its turn came, and, with Config.Leases
+// while Run runs, ErrNotHeld when this worker does not run the
+// aggregate's unit now (another worker does: write a checkpoint.Request).
 func (w *Worker) Replay(ctx context.Context, subscription, aggregateID string) (int, error) {
 	return w.parkedTask(ctx, "Replay", subscription, aggregateID, false)
 }
@@ -191,7 +286,11 @@ func (w *Worker) parkedTask(ctx context.Context, op, subscription, aggregateID s
 	if w.cfg.Parking == nil {
 		return 0, fmt.Errorf("%w: Config.Parking is nil", ErrInvalidConfig)
 	}
-	if d := r.dispatcherIfRunning(); d != nil {
+	d, err := r.dispatcherFor(aggregateID)
+	if err != nil {
+		return 0, err
+	}
+	if d != nil {
 		task := &replayTask{aggregateID: aggregateID, discard: discard, done: make(chan replayResult, 1)}
 		d.enqueue(laneItem{replay: task})
 		select {
@@ -201,7 +300,7 @@ func (w *Worker) parkedTask(ctx context.Context, op, subscription, aggregateID s
 			return 0, ctx.Err()
 		}
 	}
-	d := newDispatcher(r, map[string]bool{})
+	d = newDispatcher(r, nil, map[string]bool{})
 	if discard {
 		return d.discard(ctx, aggregateID)
 	}
@@ -218,14 +317,25 @@ const (
 	StateRunning  State = "running"  // reading and handling
 	StateStopping State = "stopping" // draining
 	StateStopped  State = "stopped"  // ended; Err says why, nil for a clean stop
+	// StateWaiting: with Config.Leases, the subscription runs but this
+	// worker holds none of its units (other workers hold them all); it
+	// takes one when the balance lets it.
+	StateWaiting State = "waiting"
 )
 
-// Health is a snapshot of one subscription.
+// Health is a snapshot of one subscription, or with Config.Leases of one
+// unit of it.
 type Health struct {
 	Subscription string
-	State        State
+	// Unit is the unit (checkpoint.Key.Unit), with Config.Leases: "" for
+	// a subscription run whole, or for the entry of a subscription that
+	// runs no unit in this worker. Always "" without leases.
+	Unit  string
+	State State
 	// Err is why the subscription stopped, or the last error reading or
-	// checkpointing (cleared by the next success).
+	// checkpointing (cleared by the next success); with leases, in the
+	// entry of a subscription that runs no unit here, the last error
+	// listing its leases.
 	Err error
 	// Position is the last checkpoint saved, in the source's encoding.
 	Position string
@@ -240,14 +350,18 @@ type Health struct {
 }
 
 // Health returns a snapshot of every subscription, in registration order.
-// It is safe to call at any time, from any goroutine.
+// Without Config.Leases it has one entry per subscription. With leases it
+// has one entry per unit this worker runs (starting, running or stopping),
+// by unit name, and for a subscription that runs no unit here one entry
+// with Unit "" and its own state: StateWaiting while Run runs, else idle,
+// starting or stopped. It is safe to call at any time, from any goroutine.
 func (w *Worker) Health() []Health {
 	w.mu.Lock()
 	subs := w.subs
 	w.mu.Unlock()
-	out := make([]Health, len(subs))
-	for i, r := range subs {
-		out[i] = r.snapshot()
+	out := make([]Health, 0, len(subs))
+	for _, r := range subs {
+		out = append(out, r.snapshots()...)
 	}
 	return out
 }

@@ -21,7 +21,7 @@ import (
 func TestMain(m *testing.M) { ddbtest.Main(m) }
 
 // buildBinary builds ./cmd/eventstore into a temporary folder.
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -37,7 +37,7 @@ func buildBinary(t *testing.T) string {
 
 // sdkEnv is the process environment with the AWS and EVENTSTORE variables
 // replaced: the SDK's standard variables point it at the emulator.
-func sdkEnv(t *testing.T, table string) []string {
+func sdkEnv(t testing.TB, table string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "EVENTSTORE_") {

@@ -31,11 +31,14 @@ import (
 // version ahead of the next expected one is an order violation). Its
 // answers can be switched to failures.
 type receiver struct {
-	t      *testing.T
+	t      testing.TB
 	secret []byte
 
-	mu       sync.Mutex
-	mode     string // "ok", "500", "hang", "refused"
+	mu   sync.Mutex
+	mode string // "ok", "500", "hang", "refused"
+	// latency is how long each accepted request takes, as a read
+	// model's write would.
+	latency  time.Duration
 	next     map[string]int64
 	distinct int // commits received in order for the first time
 	accepted int // requests answered 2xx
@@ -48,7 +51,7 @@ type receiver struct {
 	srv  *http.Server
 }
 
-func newReceiver(t *testing.T, secret string) *receiver {
+func newReceiver(t testing.TB, secret string) *receiver {
 	r := &receiver{t: t, secret: []byte(secret), mode: "ok", next: map[string]int64{}, hang: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -139,6 +142,10 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.mu.Lock()
+	latency := r.latency
+	r.mu.Unlock()
+	time.Sleep(latency)
+	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := webhook.Verify(r.secret, body, req.Header.Get(webhook.SignatureHeader)); err != nil {
 		r.problems = append(r.problems, fmt.Sprintf("signature: %v", err))
@@ -171,7 +178,7 @@ func (r *receiver) counts() (distinct, accepted, dups, failed int, problems []st
 }
 
 // waitFor waits until the receiver has n distinct commits.
-func (r *receiver) waitFor(t *testing.T, n int, within time.Duration, logs fmt.Stringer) {
+func (r *receiver) waitFor(t testing.TB, n int, within time.Duration, logs fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -191,7 +198,7 @@ func (r *receiver) waitFor(t *testing.T, n int, within time.Duration, logs fmt.S
 
 // daemonEnv is the environment of one test's daemon and CLI processes.
 type daemonEnv struct {
-	t               *testing.T
+	t               testing.TB
 	bin             string
 	env             []string
 	table, cpTable  string
@@ -203,7 +210,7 @@ type daemonEnv struct {
 
 // newDaemonEnv creates the tables; buckets, when given, is the number of
 // index buckets (default 1).
-func newDaemonEnv(t *testing.T, bin string, buckets ...int) *daemonEnv {
+func newDaemonEnv(t testing.TB, bin string, buckets ...int) *daemonEnv {
 	t.Helper()
 	n := 1
 	if len(buckets) > 0 {
@@ -317,7 +324,7 @@ func (d *daemonEnv) startWorker(args ...string) *daemon {
 }
 
 // stop sends SIGTERM and wants exit status 0 within 30 s.
-func (p *daemon) stop(t *testing.T) {
+func (p *daemon) stop(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -334,7 +341,7 @@ func (p *daemon) stop(t *testing.T) {
 
 // metric returns the value of the sample name{subscription="sub"} scraped
 // from /metrics.
-func (p *daemon) metric(t *testing.T, name, sub string) float64 {
+func (p *daemon) metric(t testing.TB, name, sub string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + p.addr + "/metrics")
 	if err != nil {

@@ -22,7 +22,9 @@
 // sets another. Durations are in seconds. The label subscription is the
 // subscription's name; operation is a store.Operation (Append, AppendAll,
 // Query, Scan); resource is the name of a table or of an index; kind is a
-// checkpoint.RequestKind (replay, discard) and result is ok or error.
+// checkpoint.RequestKind (replay, discard) and result is ok or error; unit
+// is a unit of a subscription shared through leases (subscribe.LeaseOptions:
+// "bucket-t3", or "" for the whole subscription).
 //
 //	name                                                   type       labels                      meaning
 //	eventstore_subscription_commits_handled_total          counter    subscription                commits handled successfully by the handler
@@ -48,6 +50,10 @@
 //	eventstore_subscription_corrupt_items_total            counter    subscription                items of the commits table that are not well-formed commits, passed over
 //	eventstore_subscription_stream_records_ignored_total   counter    subscription                stream records passed over: not an insert of a commit (MODIFY, REMOVE, other items)
 //	eventstore_subscription_requests_total                 counter    subscription, kind, result  operators' requests carried out (kind replay or discard; result ok, or error when it failed)
+//	eventstore_subscription_leases_held                    gauge      subscription, unit          1 while this worker holds the unit's lease, 0 once it released or lost it
+//	eventstore_subscription_lease_gains_total              counter    subscription                leases of units taken by this worker (free, expired, or stolen to balance the load)
+//	eventstore_subscription_lease_losses_total             counter    subscription                leases lost: taken by another worker or expired before renewal (releases not counted)
+//	eventstore_subscription_lease_renewal_failures_total   counter    subscription                lease renewals that failed and were retried
 //	eventstore_store_consumed_capacity_units_total         counter    operation, resource         DynamoDB capacity units consumed by store calls, per table and per index
 //
 // A subscription's series appear when its first hook is called, or at New
@@ -63,7 +69,10 @@
 // Useful queries: rate(…_handler_errors_total[5m]) and
 // increase(…_parked_commits_total[1h]) for failing handlers, max by
 // (subscription) (…_lag_seconds) for freshness, and …_stopped == 1 for a
-// subscription that needs an operator.
+// subscription that needs an operator; sum by (subscription, unit)
+// (…_leases_held) across workers is 1 for every unit of a subscription
+// shared through leases, and increase(…_lease_losses_total[1h]) shows
+// workers that lose their leases (paused, or cut off from DynamoDB).
 //
 // New returns an error, never panics, when a metric cannot be registered
 // (a second New with the same namespace on one registry is one such case).

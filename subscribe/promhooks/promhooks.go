@@ -34,6 +34,7 @@ var (
 // Labels.
 const (
 	labelSubscription = "subscription"
+	labelUnit         = "unit"
 	labelOperation    = "operation"
 	labelResource     = "resource"
 	labelKind         = "kind"
@@ -83,8 +84,9 @@ func WithPollBuckets(b ...float64) Option {
 // (every counter and histogram, with requests_total for both kinds and
 // both results, and the stopped gauge), so that they are
 // exported before anything happens and rate() sees their first increase.
-// The lag gauges are created by the first OnLag only. Default: none; a
-// subscription's series appear as its hooks are first called.
+// The lag gauges are created by the first OnLag only, and leases_held by
+// the first lease gained. Default: none; a subscription's series appear as
+// its hooks are first called.
 func WithSubscriptions(names ...string) Option {
 	return func(o *options) { o.subscriptions = append(o.subscriptions, names...) }
 }
@@ -117,6 +119,10 @@ type Metrics struct {
 	corrupt           *prometheus.CounterVec
 	ignoredRecords    *prometheus.CounterVec
 	requests          *prometheus.CounterVec
+	leasesHeld        *prometheus.GaugeVec
+	leaseGains        *prometheus.CounterVec
+	leaseLosses       *prometheus.CounterVec
+	leaseRenewFails   *prometheus.CounterVec
 	consumedCapacity  *prometheus.CounterVec
 	collectors        []prometheus.Collector
 	subscriptionInits []func(sub string)
@@ -139,6 +145,7 @@ var (
 	_ subscribe.HookCorrupt       = (*Metrics)(nil)
 	_ subscribe.HookIgnoredRecord = (*Metrics)(nil)
 	_ subscribe.HookRequest       = (*Metrics)(nil)
+	_ subscribe.HookLease         = (*Metrics)(nil)
 
 	_ = store.Config{ConsumedCapacity: (*Metrics)(nil).ConsumedCapacity}
 )
@@ -234,6 +241,14 @@ func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 			}
 		}
 	})
+	m.leasesHeld = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: o.namespace, Subsystem: subsys, Name: "leases_held",
+		Help: "1 while this worker holds the lease of the subscription's unit, 0 once it no longer does (subscribe.Config.Leases).",
+	}, []string{labelSubscription, labelUnit})
+	m.collectors = append(m.collectors, m.leasesHeld)
+	m.leaseGains = counter("lease_gains_total", "Leases of the subscription's units this worker took (free, expired or stolen to balance the load).")
+	m.leaseLosses = counter("lease_losses_total", "Leases of the subscription's units this worker lost: taken by another worker, or expired before they could be renewed. Releases are not counted.")
+	m.leaseRenewFails = counter("lease_renewal_failures_total", "Lease renewals that failed and were retried (not counting those refused because another worker took the unit).")
 	m.consumedCapacity = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: o.namespace, Subsystem: "store", Name: "consumed_capacity_units_total",
 		Help: "DynamoDB capacity units consumed by store calls, by operation and by table or index.",
@@ -358,6 +373,28 @@ func (m *Metrics) OnRequest(sub string, r checkpoint.Request, err error) {
 		result = resultError
 	}
 	m.requests.WithLabelValues(lv(sub), lv(string(r.Kind)), result).Inc()
+}
+
+// OnLeaseGained implements subscribe.HookLease: it counts the lease and
+// sets leases_held of the unit to 1.
+func (m *Metrics) OnLeaseGained(sub, unit string) {
+	m.leaseGains.WithLabelValues(lv(sub)).Inc()
+	m.leasesHeld.WithLabelValues(lv(sub), lv(unit)).Set(1)
+}
+
+// OnLeaseLost implements subscribe.HookLease: it sets leases_held of the
+// unit to 0 and, when err is not nil (the lease was lost, not released),
+// counts the loss.
+func (m *Metrics) OnLeaseLost(sub, unit string, err error) {
+	m.leasesHeld.WithLabelValues(lv(sub), lv(unit)).Set(0)
+	if err != nil {
+		m.leaseLosses.WithLabelValues(lv(sub)).Inc()
+	}
+}
+
+// OnLeaseRenewFailed implements subscribe.HookLease.
+func (m *Metrics) OnLeaseRenewFailed(sub, _ string, _ error) {
+	m.leaseRenewFails.WithLabelValues(lv(sub)).Inc()
 }
 
 // OnCorrupt implements subscribe.HookCorrupt.

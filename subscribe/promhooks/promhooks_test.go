@@ -52,6 +52,11 @@ func request(s, kind, result string) series {
 	return series{name: "eventstore_subscription_requests_total", labels: fmt.Sprintf("kind=%q,result=%q,subscription=%q", kind, result, s)}
 }
 
+// held names a series of the leases_held gauge.
+func held(s, unit string) series {
+	return series{name: "eventstore_subscription_leases_held", labels: fmt.Sprintf("subscription=%q,unit=%q", s, unit)}
+}
+
 // gather returns every series in reg with its value: a counter's or a
 // gauge's value, a histogram's sample count (its sum under name+"_sum").
 func gather(t *testing.T, reg prometheus.Gatherer) map[series]float64 {
@@ -240,6 +245,26 @@ func TestHooks(t *testing.T) {
 				request("s", "replay", "ok"):    1,
 				request("s", "replay", "error"): 2,
 				request("s", "discard", "ok"):   1,
+			},
+		},
+		{
+			name: "leases gained, released, lost and failing to renew",
+			call: func(m *Metrics) {
+				m.OnLeaseGained("s", "bucket-t0")
+				m.OnLeaseGained("s", "bucket-t1")
+				m.OnLeaseRenewFailed("s", "bucket-t1", errBoom)
+				m.OnLeaseRenewFailed("s", "bucket-t1", errBoom)
+				m.OnLeaseLost("s", "bucket-t1", errBoom)
+				m.OnLeaseGained("s", "bucket-t2")
+				m.OnLeaseLost("s", "bucket-t2", nil)
+			},
+			want: map[series]float64{
+				held("s", "bucket-t0"):              1,
+				held("s", "bucket-t1"):              0,
+				held("s", "bucket-t2"):              0,
+				sub("lease_gains_total"):            3,
+				sub("lease_losses_total"):           1,
+				sub("lease_renewal_failures_total"): 2,
 			},
 		},
 	}
@@ -593,6 +618,7 @@ func TestWithSubscriptions(t *testing.T) {
 		"gap_repairs_total", "gap_repair_commits_total", "duplicates_total", "polls_total",
 		"poll_duration_seconds", "poll_errors_total", "commits_read_total", "checkpoint_writes_total",
 		"checkpoint_write_errors_total", "corrupt_items_total", "stream_records_ignored_total", "stopped",
+		"lease_gains_total", "lease_losses_total", "lease_renewal_failures_total",
 	} {
 		for _, s := range []string{"a", "b"} {
 			k := series{name: "eventstore_subscription_" + name, labels: fmt.Sprintf("subscription=%q", s)}
@@ -688,6 +714,9 @@ func callEveryHook(m *Metrics, s string) {
 	m.OnCorrupt(s, &store.DecodeError{Attribute: "events", Err: errBoom})
 	m.OnIgnoredRecord(s, "REMOVE")
 	m.OnRequest(s, checkpoint.Request{Kind: checkpoint.RequestReplay}, errBoom)
+	m.OnLeaseGained(s, "bucket-t0")
+	m.OnLeaseLost(s, "bucket-t0", errBoom)
+	m.OnLeaseRenewFailed(s, "bucket-t0", errBoom)
 	m.ConsumedCapacity(store.OpAppend, types.ConsumedCapacity{
 		TableName:              aws.String("commits"),
 		Table:                  &types.Capacity{CapacityUnits: aws.Float64(1)},
