@@ -1,10 +1,12 @@
 package subscribe
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -85,6 +87,24 @@ func (l *leaseLog) losses() []error {
 		}
 	}
 	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // cpString formats a checkpoint's fields for messages (its String method
@@ -815,8 +835,15 @@ func testLeasesOnABucketedIndex(t *testing.T, cps checkpoint.Store) {
 	s := newTable(t, store.Config{IndexBuckets: 4})
 	rec := newRecorder()
 	sub := Subscription{Name: "bucketed", Handler: rec, Index: fast, Concurrency: 4, CheckpointInterval: 50 * time.Millisecond}
+	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("worker logs:\n%s", logs.String())
+		}
+	})
 	run := func(owner string, leases *LeaseOptions) (*Worker, func() error) {
-		w, err := NewWorker(Config{Reader: s, Checkpoints: cps, Owner: owner, Leases: leases})
+		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("worker", owner)
+		w, err := NewWorker(Config{Reader: s, Checkpoints: cps, Owner: owner, Leases: leases, Logger: log})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -766,8 +766,11 @@ func TestRates(t *testing.T) {
 		// call comes at once). After the call that returned records, 10 ms.
 		want := []time.Duration{10, 20, 40, 80, 160, 160}
 		for i, w := range want {
+			// A call's time is taken inside the fake, which a loaded
+			// machine may reach late: one late stamp shortens the next
+			// gap, so allow a quarter.
 			gap := calls[i+1].at.Sub(calls[i].at)
-			if gap < w*time.Millisecond-slack {
+			if gap < w*time.Millisecond*3/4 {
 				t.Errorf("idle gap %d: %v, want at least %v", i+1, gap, w*time.Millisecond)
 			}
 		}
