@@ -403,7 +403,7 @@ func TestLeasesSettleUnevenly(t *testing.T) {
 // then the others take them and deliver again what it handled since its
 // last save, and nothing else twice.
 func TestLeasesOfAKilledWorkerAreTakenAfterTheyExpire(t *testing.T) {
-	e := newLeaseEnv(t, 6000, 60, 6, LeaseOptions{Duration: 600 * time.Millisecond, RenewEvery: 100 * time.Millisecond, BalanceEvery: 50 * time.Millisecond})
+	e := newLeaseEnv(t, 6000, 60, 6, LeaseOptions{Duration: 1500 * time.Millisecond, RenewEvery: 200 * time.Millisecond, BalanceEvery: 50 * time.Millisecond})
 	// w1 never saves but at its stop: a kill loses everything it handled.
 	w1 := e.start("w1", func(_ *Config, s *Subscription) { s.CheckpointInterval = time.Hour })
 	ws := []*leaseWorker{w1, e.start("w2", nil), e.start("w3", nil)}
@@ -545,7 +545,7 @@ func TestLostLeaseCancelsTheUnitAtOnce(t *testing.T) {
 		wantErr error
 	}{
 		{"stolen", LeaseOptions{Duration: 5 * time.Second, RenewEvery: time.Second, BalanceEvery: 50 * time.Millisecond}, false, checkpoint.ErrFenced},
-		{"paused", LeaseOptions{Duration: 600 * time.Millisecond, RenewEvery: 150 * time.Millisecond, BalanceEvery: 50 * time.Millisecond}, true, ErrLeaseExpired},
+		{"paused", LeaseOptions{Duration: time.Second, RenewEvery: 200 * time.Millisecond, BalanceEvery: 50 * time.Millisecond}, true, ErrLeaseExpired},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newLeaseEnv(t, 2000, 50, 1, tc.opts)
@@ -878,7 +878,7 @@ func testLeasesOnABucketedIndex(t *testing.T, cps checkpoint.Store) {
 		t.Fatal(err)
 	}
 
-	opts := &LeaseOptions{Duration: 3 * time.Second, RenewEvery: 500 * time.Millisecond, BalanceEvery: 50 * time.Millisecond}
+	opts := &LeaseOptions{Duration: 10 * time.Second, RenewEvery: time.Second, BalanceEvery: 50 * time.Millisecond}
 	w1, stop1 := run("w1", opts)
 	w2, stop2 := run("w2", opts)
 	var units []string
