@@ -180,7 +180,11 @@ func (d *dispatcher) runLane(ctx context.Context, l *lane) bool {
 		}
 		if left := d.handle(ctx, commits, parked); left > 0 {
 			if ctx.Err() == nil {
+				// The subscription stopped at this aggregate: give up its
+				// lane, and go on with other aggregates' commits in
+				// flight, which the stop drains.
 				d.abandon(l, left)
+				return true
 			}
 			return false
 		}
