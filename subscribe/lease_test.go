@@ -19,11 +19,12 @@ import (
 	"github.com/dynamodb-event-store/eventstore/store"
 )
 
-// The lease tests run several Workers in one process on one subscription,
+// Most lease tests run several Workers in one process on one subscription,
 // sharing an in-memory checkpoint store. The commits come from memSources
 // over one memCommits sequence, one source per unit, each emitting the
-// commits of its unit's bucket; a Reader that is a *store.Store with six
-// buckets (never called) makes the subscription six units.
+// commits of its unit's bucket; a Reader that is a *store.Store with
+// several buckets (never called) makes the subscription several units.
+// TestLeasesOnABucketedIndex runs the index source on DynamoDB Local.
 
 // noAPI is a store.API that is never called: the memSources replace the
 // reads.
@@ -465,13 +466,14 @@ func TestLeasesOfAKilledWorkerAreTakenAfterTheyExpire(t *testing.T) {
 // pausable wraps a checkpoint store to stall one worker's calls, as if its
 // process were paused: while renew is set its renewals wait, and while
 // paused every lease and checkpoint call waits (whatever its context says)
-// and then goes through.
+// and then goes through. While fail is set, renewals fail with renewErr.
 type pausable struct {
 	*memcheckpoint.Mem
-	renew, paused atomic.Bool
-	blockedSaves  atomic.Int64
-	mu            sync.Mutex
-	saveErrs      []error
+	renew, paused, fail atomic.Bool
+	renewErr            error
+	blockedSaves        atomic.Int64
+	mu                  sync.Mutex
+	saveErrs            []error
 }
 
 func (p *pausable) wait(renew bool) {
@@ -482,6 +484,9 @@ func (p *pausable) wait(renew bool) {
 
 func (p *pausable) Renew(ctx context.Context, cp checkpoint.Checkpoint, d time.Duration) (checkpoint.Checkpoint, error) {
 	p.wait(true)
+	if p.fail.Load() {
+		return checkpoint.Checkpoint{}, p.renewErr
+	}
 	return p.Mem.Renew(ctx, cp, d)
 }
 
@@ -533,23 +538,24 @@ func (p *pausable) fenced() int {
 
 // TestLostLeaseCancelsTheUnitAtOnce: another worker takes a unit while its
 // owner still runs it. The owner learns it from a refused save (stolen:
-// its renewals hang) or from its own clock (paused: every call hangs, and
-// the lease expires). Either way its handlers' contexts are cancelled at
-// once, not after the drain; it saves nothing more, its late save is
-// refused, and the new owner's position stays.
+// its renewals hang) or from its own clock (paused: every call hangs;
+// failing: renewals fail; either way the lease expires). Its handlers'
+// contexts are cancelled at once, not after the drain; it saves nothing
+// more, a save it had begun is refused, and the new owner's position stays.
 func TestLostLeaseCancelsTheUnitAtOnce(t *testing.T) {
+	errThrottled := errors.New("throttled")
 	for _, tc := range []struct {
 		name    string
 		opts    LeaseOptions
-		paused  bool
 		wantErr error
 	}{
-		{"stolen", LeaseOptions{Duration: 5 * time.Second, RenewEvery: time.Second, BalanceEvery: 50 * time.Millisecond}, false, checkpoint.ErrFenced},
-		{"paused", LeaseOptions{Duration: time.Second, RenewEvery: 200 * time.Millisecond, BalanceEvery: 50 * time.Millisecond}, true, ErrLeaseExpired},
+		{"stolen", LeaseOptions{Duration: 5 * time.Second, RenewEvery: time.Second, BalanceEvery: 50 * time.Millisecond}, checkpoint.ErrFenced},
+		{"paused", LeaseOptions{Duration: time.Second, RenewEvery: 200 * time.Millisecond, BalanceEvery: 50 * time.Millisecond}, ErrLeaseExpired},
+		{"failing", LeaseOptions{Duration: time.Second, RenewEvery: 200 * time.Millisecond, BalanceEvery: 50 * time.Millisecond}, errThrottled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newLeaseEnv(t, 2000, 50, 1, tc.opts)
-			p := &pausable{Mem: e.mem}
+			p := &pausable{Mem: e.mem, renewErr: errThrottled}
 			t.Cleanup(func() { p.paused.Store(false); p.renew.Store(false) })
 			e.cps = p
 			e.allow.Store(100)
@@ -564,10 +570,14 @@ func TestLostLeaseCancelsTheUnitAtOnce(t *testing.T) {
 			}
 
 			var taken checkpoint.Checkpoint
-			if tc.paused {
-				p.paused.Store(true)
-				e.allow.Store(150) // a save of 150 hangs, then the lease expires
-				memWaitFor(t, func() bool { return p.blockedSaves.Load() > 0 }, "no save was made while paused")
+			if tc.name != "stolen" {
+				if tc.name == "paused" {
+					p.paused.Store(true)
+					e.allow.Store(150) // a save of 150 hangs, then the lease expires
+					memWaitFor(t, func() bool { return p.blockedSaves.Load() > 0 }, "no save was made while paused")
+				} else {
+					p.fail.Store(true)
+				}
 				memWaitFor(t, func() bool { return len(a.log.losses()) > 0 }, "the lease did not expire")
 				cur, err := e.mem.Load(context.Background(), key)
 				if err != nil {
@@ -592,13 +602,19 @@ func TestLostLeaseCancelsTheUnitAtOnce(t *testing.T) {
 			if err := e.mem.Save(context.Background(), taken); err != nil {
 				t.Fatal(err)
 			}
-			if !tc.paused {
+			if tc.name != "paused" {
 				e.allow.Store(150) // the old owner handles more and saves
 			}
 			memWaitFor(t, func() bool { return len(a.log.losses()) > 0 }, "the old owner did not lose its lease")
 			lost := a.log.losses()[0]
 			if !errors.Is(lost, tc.wantErr) {
 				t.Fatalf("lease lost with %v, want %v", lost, tc.wantErr)
+			}
+			a.log.mu.Lock()
+			failed := len(a.log.failed)
+			a.log.mu.Unlock()
+			if tc.name == "failing" && (!errors.Is(lost, ErrLeaseExpired) || failed == 0) {
+				t.Fatalf("lease lost with %v after %d failed renewals; want ErrLeaseExpired after some", lost, failed)
 			}
 			memWaitFor(t, func() bool { return e.cancelled.Load() > 0 }, "the old owner's handlers were not cancelled")
 			a.log.mu.Lock()
@@ -608,7 +624,9 @@ func TestLostLeaseCancelsTheUnitAtOnce(t *testing.T) {
 				t.Fatalf("handlers cancelled %v after the loss; want at once (the drain timeout is 20 s)", d)
 			}
 			p.paused.Store(false)
-			memWaitFor(t, func() bool { return p.fenced() > 0 }, "the old owner's late save was not refused")
+			if tc.name != "failing" {
+				memWaitFor(t, func() bool { return p.fenced() > 0 }, "the old owner's late save was not refused")
+			}
 			memWaitFor(t, func() bool {
 				h := a.w.Health()
 				return len(h) == 1 && h[0].State == StateWaiting
