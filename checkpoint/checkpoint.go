@@ -236,21 +236,30 @@ type RequestStore interface {
 // Leaser is an optional ability of a Store (found by type assertion):
 // leases that expire, so that several processes share a subscription's
 // units of work and take over those of a process that died. The store
-// decides races by the lease counter alone; whether a lease has expired
-// is for the caller to judge from Expires and its own clock (hosts' clocks
-// must agree to well within a lease's duration).
+// decides races by the lease counter and, for a Take of a key seen held,
+// by the holder's Expires as seen; whether a lease has expired is for the
+// caller to judge from Expires and its own clock (hosts' clocks must agree
+// to well within a lease's duration).
 type Leaser interface {
 	// Take makes owner the holder of key for d from the store's clock, if
-	// the key's lease counter is still seen.Lease (0 for a key that has no
-	// checkpoint yet): it increments the counter (fencing any earlier
-	// holder's Save and Renew), sets Owner and Expires, keeps Position, and
-	// returns the new checkpoint. The caller takes a free key (Owner ""),
-	// an expired one, or steals a live one to balance the load. When the
-	// counter moved meanwhile it returns a *FencedError naming the current
-	// owner and lease (errors.Is ErrFenced; no owner and lease 0 for a key
-	// that has no checkpoint) and changes nothing. An invalid key, an empty
-	// owner, a negative seen.Lease or a d below one millisecond returns an
-	// error matching ErrInvalidArgument.
+	// the key is still as the caller saw it: its lease counter is still
+	// seen.Lease (0 for a key that has no checkpoint yet) and, when
+	// seen.Owner is not "" and the key still has an owner, that owner is
+	// seen.Owner with Expires equal to seen.Expires (compared at
+	// millisecond precision; zero for a holder by Claim). Take then
+	// increments the counter (fencing any earlier holder's Save and
+	// Renew), sets Owner and Expires, keeps Position, and returns the new
+	// checkpoint. The caller takes a free key (Owner ""), an expired one,
+	// or steals a live one to balance the load; a key released since it
+	// was seen is free and is taken. When the counter moved meanwhile, or
+	// the holder renewed its lease since it was seen (Expires moved, so
+	// that a steal never wins over a renewal it did not see), it returns a
+	// *FencedError naming the current owner and lease (errors.Is
+	// ErrFenced; no owner and lease 0 for a key that has no checkpoint)
+	// and changes nothing. With seen.Owner "" the counter alone decides,
+	// as it does for seen.Lease 0. An invalid key, an empty owner, a
+	// negative seen.Lease or a d below one millisecond returns an error
+	// matching ErrInvalidArgument.
 	Take(ctx context.Context, key Key, owner string, seen Checkpoint, d time.Duration) (Checkpoint, error)
 	// Renew extends cp's lease to d from the store's clock if cp.Owner
 	// still holds cp.Key at lease cp.Lease, and returns the checkpoint as
@@ -259,4 +268,37 @@ type Leaser interface {
 	// has no checkpoint. Invalid input returns an error matching
 	// ErrInvalidArgument.
 	Renew(ctx context.Context, cp Checkpoint, d time.Duration) (Checkpoint, error)
+}
+
+// Deleter is an optional ability of a Store (found by type assertion):
+// removing a unit's checkpoint that is no longer needed (a stream shard
+// read to its end, whose children have started). Only the checkpoint is
+// removed: the subscription's parked commits and operators' requests are
+// other records and stay.
+type Deleter interface {
+	// Delete removes cp.Key's checkpoint if its lease counter is still
+	// cp.Lease and no live holder holds it: no owner, or an owner whose
+	// lease has expired (Checkpoint.Live is false at the store's clock; a
+	// holder by Claim never expires). A holder that wants its own key gone
+	// releases it first (Setter.Release keeps the counter), then deletes
+	// it at the same counter. cp.Position, cp.Owner and the times are not
+	// compared.
+	//
+	// The checks are made atomically with the removal, in this order: a
+	// key with no checkpoint returns an error matching ErrNotFound; a
+	// counter other than cp.Lease returns a *FencedError (errors.Is
+	// ErrFenced) naming the current owner and lease, with cp.Owner and
+	// cp.Lease as presented; a live holder returns a *HeldError (errors.Is
+	// ErrHeld) naming the owner and its lease's Expires, as Setter.Set
+	// without force does. Each of these changes nothing. Once deleted, the
+	// key is as if it never had a checkpoint: Load returns ErrNotFound,
+	// List skips it, an earlier holder's Save, Release and Renew return
+	// ErrNotFound, and Claim, Setter.Set or Leaser.Take with seen.Lease 0
+	// create it again from counter 0. The counter restarting, a Checkpoint
+	// from before the deletion may match a new one: delete only a key that
+	// no process goes on using.
+	//
+	// An invalid key or a negative cp.Lease returns an error matching
+	// ErrInvalidArgument.
+	Delete(ctx context.Context, cp Checkpoint) error
 }

@@ -29,10 +29,16 @@
 // that expire ([Leaser], an optional ability of a Store): [Leaser.Take]
 // makes a process the owner until [Checkpoint.Expires] if the lease counter
 // is still the one the caller saw (a free key, an expired one, or a live
-// one stolen to balance the load), and [Leaser.Renew] extends the holder's
-// lease. The store decides races by the counter alone; whether a lease has
+// one stolen to balance the load) and the holder it saw has not renewed
+// its lease since, and [Leaser.Renew] extends the holder's lease. The store
+// decides races by the counter and the Expires seen; whether a lease has
 // expired is for the caller to judge ([Checkpoint.Live]). Set refuses only a
 // live holder: an owner whose lease expired no longer blocks an operator.
+//
+// A unit's checkpoint that is no longer needed (a stream shard read to its
+// end) is removed with [Deleter.Delete], an optional ability of a Store,
+// conditional on the lease counter and refused while a live holder holds
+// the key.
 //
 // # Parked commits
 //

@@ -69,13 +69,30 @@ func Run(t *testing.T, newStores func(t *testing.T, clock func() time.Time) (che
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			clock := new(testClock)
-			s, _ := newStores(t, clock.now)
+			s, ps := newStores(t, clock.now)
 			l, ok := s.(checkpoint.Leaser)
 			if !ok {
 				t.Skipf("%T does not implement checkpoint.Leaser", s)
 			}
 			clock.stop(leaseEpoch)
-			tc.fn(t, leaseEnv{s: s, l: l, clock: clock})
+			tc.fn(t, leaseEnv{s: s, ps: ps, l: l, clock: clock})
+		})
+	}
+	for _, tc := range deleteTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clock := new(testClock)
+			s, ps := newStores(t, clock.now)
+			d, ok := s.(checkpoint.Deleter)
+			if !ok {
+				t.Skipf("%T does not implement checkpoint.Deleter", s)
+			}
+			l, ok := s.(checkpoint.Leaser)
+			if !ok {
+				t.Skipf("%T does not implement checkpoint.Leaser, which the tests of checkpoint.Deleter use", s)
+			}
+			clock.stop(leaseEpoch)
+			tc.fn(t, deleteEnv{leaseEnv: leaseEnv{s: s, ps: ps, l: l, clock: clock}, d: d})
 		})
 	}
 }

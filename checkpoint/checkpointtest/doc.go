@@ -17,7 +17,9 @@
 // The stores must take their time from the clock Run passes: the tests of
 // leases stop it and move it by hand.
 //
-// The optional abilities (checkpoint.Lister, checkpoint.Setter and
-// checkpoint.Leaser of the Store, checkpoint.RequestStore of the ParkStore)
-// are tested when the stores have them and reported as skipped otherwise.
+// The optional abilities (checkpoint.Lister, checkpoint.Setter,
+// checkpoint.Leaser and checkpoint.Deleter of the Store,
+// checkpoint.RequestStore of the ParkStore) are tested when the stores have
+// them and reported as skipped otherwise; the tests of checkpoint.Deleter
+// also need checkpoint.Leaser.
 package checkpointtest

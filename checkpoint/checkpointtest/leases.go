@@ -27,6 +27,7 @@ const leaseRounds = 20
 
 type leaseEnv struct {
 	s     checkpoint.Store
+	ps    checkpoint.ParkStore
 	l     checkpoint.Leaser
 	clock *testClock
 }
@@ -39,6 +40,7 @@ var leaseTests = []struct {
 	{"LeaseTakeExpired", testLeaseTakeExpired},
 	{"LeaseSteal", testLeaseSteal},
 	{"LeaseTakeStale", testLeaseTakeStale},
+	{"LeaseTakeAfterRenew", testLeaseTakeAfterRenew},
 	{"LeaseRenew", testLeaseRenew},
 	{"LeaseOtherCallsClearExpires", testLeaseOtherCallsClearExpires},
 	{"LeaseSetLiveOrExpired", testLeaseSetLiveOrExpired},
@@ -281,6 +283,77 @@ func testLeaseTakeStale(t *testing.T, e leaseEnv) {
 	wantFenced(t, err, missing, "", 0, checkpoint.Checkpoint{Owner: "w2", Lease: 3})
 	if _, err := e.s.Load(ctx, missing); !errors.Is(err, checkpoint.ErrNotFound) {
 		t.Errorf("Load after a fenced Take of a key with no checkpoint = %v, want ErrNotFound", err)
+	}
+}
+
+// testLeaseTakeAfterRenew checks that a Take of a key seen held fails when
+// the holder renewed its lease after it was seen, so that a steal never
+// wins over a renewal it did not see, while a key released since it was
+// seen is taken, and a seen without an owner is judged by the counter
+// alone.
+func testLeaseTakeAfterRenew(t *testing.T, e leaseEnv) {
+	ctx := t.Context()
+	key := checkpoint.Key{Subscription: "sub", Unit: "renewed"}
+	a := e.take(t, key, "a", checkpoint.Checkpoint{}, 10*time.Second)
+	a.Position = "p1"
+	save(t, e.s, a)
+	seen := load(t, e.s, key)
+	if l, ok := e.s.(checkpoint.Lister); ok {
+		list := collect(t, `List("sub")`, l.List(ctx, "sub"))
+		if len(list) != 1 {
+			t.Fatalf("List(sub) = %d checkpoints, want 1", len(list))
+		}
+		wantLease(t, "List", list[0], seen)
+	}
+
+	// The holder renews before the steal lands: the steal is fenced,
+	// naming the holder at the same counter, and a still holds.
+	e.clock.advance(time.Second)
+	renewed := e.renew(t, a, 10*time.Second)
+	_, err := e.l.Take(ctx, key, "b", seen, time.Minute)
+	wantFenced(t, err, key, "a", 1, checkpoint.Checkpoint{Owner: "b", Lease: 1})
+	wantLease(t, "Load after the fenced steal", load(t, e.s, key), renewed)
+	a.Position = "p2"
+	save(t, e.s, a)
+	if _, err := e.l.Renew(ctx, a, 10*time.Second); err != nil {
+		t.Fatalf("the holder's Renew after the fenced steal: %v", err)
+	}
+
+	// Seen again, the key is stolen.
+	seen = load(t, e.s, key)
+	now := e.clock.advance(time.Second)
+	b := e.take(t, key, "b", seen, time.Minute)
+	wantLease(t, "the steal with the renewed lease seen", b, checkpoint.Checkpoint{Key: key, Position: "p2", Owner: "b", Lease: 2,
+		UpdatedAt: seen.UpdatedAt, Expires: now.Add(time.Minute)})
+
+	// The same for a key held by Claim (no Expires) that its holder then
+	// renews (an Expires appears).
+	claimed := claim(t, e.s, key, "c")
+	e.renew(t, claimed, time.Minute)
+	_, err = e.l.Take(ctx, key, "d", claimed, time.Minute)
+	wantFenced(t, err, key, "c", 3, checkpoint.Checkpoint{Owner: "d", Lease: 3})
+
+	// A key released since it was seen held is free: it is taken.
+	if st, ok := e.s.(checkpoint.Setter); ok {
+		seen = load(t, e.s, key)
+		renewed := e.renew(t, seen, 2*time.Minute)
+		if err := st.Release(ctx, renewed); err != nil {
+			t.Fatalf("Release: %v", err)
+		}
+		got := e.take(t, key, "d", seen, time.Minute)
+		if got.Owner != "d" || got.Lease != 4 {
+			t.Fatalf("Take of a key released since it was seen: %s, want owner d lease 4", leaseString(got))
+		}
+	}
+
+	// A seen without an owner (only a counter) is judged by the counter
+	// alone, whatever the holder did since.
+	cur := load(t, e.s, key)
+	e.clock.advance(time.Second)
+	e.renew(t, cur, time.Hour)
+	got := e.take(t, key, "e", checkpoint.Checkpoint{Key: key, Lease: cur.Lease}, time.Minute)
+	if got.Owner != "e" || got.Lease != cur.Lease+1 {
+		t.Fatalf("Take with only the counter seen: %s, want owner e lease %d", leaseString(got), cur.Lease+1)
 	}
 }
 
@@ -628,12 +701,13 @@ func testLeaseConcurrentTakes(t *testing.T, e leaseEnv) {
 }
 
 // testLeaseRenewRacesSteal races a holder renewing its lease with another
-// process stealing it with the counter it read. Renew does not move the
-// counter, so the steal wins whichever lands first: the renew either came
-// first (and succeeded, on the holder's own lease) or came second (and is
-// fenced, naming the thief). What must never happen: the steal failing,
-// the renew's expiry landing on the thief's lease, or the holder going on
-// saving or renewing after the race.
+// process stealing it with the checkpoint it read. Exactly one wins: the
+// renew first moves Expires, so the steal is fenced (naming the holder at
+// the same counter) and the holder goes on; the steal first moves the
+// counter, so the renew is fenced (naming the thief) and the holder can
+// neither save nor renew. What must never happen: both succeeding (a steal
+// over a renewal it did not see), both failing, or the renew's expiry
+// landing on the thief's lease.
 func testLeaseRenewRacesSteal(t *testing.T, e leaseEnv) {
 	renewedFirst, stolenFirst := 0, 0
 	for round := range leaseRounds {
@@ -652,23 +726,32 @@ func testLeaseRenewRacesSteal(t *testing.T, e leaseEnv) {
 			func() { renewed, renewErr = e.l.Renew(t.Context(), holder, renewFor) },
 			func() { stolen, stealErr = e.l.Take(t.Context(), key, "thief", seen, stealFor) },
 		)
-		if stealErr != nil {
-			t.Fatalf("round %d: the steal failed: %v (a renew does not move the counter)", round, stealErr)
-		}
-		want := checkpoint.Checkpoint{Key: key, Position: "p", Owner: "thief", Lease: holder.Lease + 1, UpdatedAt: seen.UpdatedAt, Expires: now.Add(stealFor)}
-		wantLease(t, fmt.Sprintf("round %d: the steal", round), stolen, want)
+		var want checkpoint.Checkpoint
 		switch {
+		case renewErr == nil && stealErr == nil:
+			t.Fatalf("round %d: both the Renew and the steal succeeded:\n%s\n%s", round, leaseString(renewed), leaseString(stolen))
 		case renewErr == nil:
 			renewedFirst++
-			wantLease(t, fmt.Sprintf("round %d: the renew that came first", round), renewed,
-				checkpoint.Checkpoint{Key: key, Position: "p", Owner: "holder", Lease: holder.Lease, UpdatedAt: seen.UpdatedAt, Expires: now.Add(renewFor)})
-		case errors.Is(renewErr, checkpoint.ErrFenced):
+			want = checkpoint.Checkpoint{Key: key, Position: "p", Owner: "holder", Lease: holder.Lease, UpdatedAt: seen.UpdatedAt, Expires: now.Add(renewFor)}
+			wantLease(t, fmt.Sprintf("round %d: the renew that came first", round), renewed, want)
+			wantFenced(t, stealErr, key, "holder", holder.Lease, checkpoint.Checkpoint{Owner: "thief", Lease: seen.Lease})
+		case stealErr == nil:
 			stolenFirst++
+			want = checkpoint.Checkpoint{Key: key, Position: "p", Owner: "thief", Lease: holder.Lease + 1, UpdatedAt: seen.UpdatedAt, Expires: now.Add(stealFor)}
+			wantLease(t, fmt.Sprintf("round %d: the steal that came first", round), stolen, want)
 			wantFenced(t, renewErr, key, "thief", holder.Lease+1, holder)
 		default:
-			t.Fatalf("round %d: Renew: %v", round, renewErr)
+			t.Fatalf("round %d: both failed: Renew %v, steal %v", round, renewErr, stealErr)
 		}
 		wantLease(t, fmt.Sprintf("round %d: Load after the race", round), load(t, e.s, key), want)
+		if want.Owner == "holder" {
+			// The holder goes on; the thief's later steal, with the
+			// renewed lease seen, succeeds.
+			holder.Position = "p2"
+			save(t, e.s, holder)
+			seen = load(t, e.s, key)
+			e.take(t, key, "thief", seen, stealFor)
+		}
 		_, err := e.l.Renew(t.Context(), holder, renewFor)
 		wantFenced(t, err, key, "thief", holder.Lease+1, holder)
 		holder.Position = "stale"

@@ -54,10 +54,12 @@ func (s *Store) Claim(ctx context.Context, key checkpoint.Key, owner string) (ch
 // Take makes owner the holder of key until d from Config.Clock with one
 // UpdateItem that increments the lease counter and sets owner and expires,
 // conditional on the counter being seen.Lease (on there being none when
-// seen.Lease is 0, which creates the item). On a failed condition DynamoDB
-// returns the item as it is, which fills the *checkpoint.FencedError. See
-// checkpoint.Leaser for the errors; an item that does not decode returns a
-// *DecodeError.
+// seen.Lease is 0, which creates the item) and, when seen.Owner is not "",
+// on the item having no owner or having seen.Owner with expires as seen
+// (Unix milliseconds of seen.Expires; no expires when it is zero). On a
+// failed condition DynamoDB returns the item as it is, which fills the
+// *checkpoint.FencedError. See checkpoint.Leaser for the errors; an item
+// that does not decode returns a *DecodeError.
 func (s *Store) Take(ctx context.Context, key checkpoint.Key, owner string, seen checkpoint.Checkpoint, d time.Duration) (checkpoint.Checkpoint, error) {
 	if err := input.Key(key); err != nil {
 		return checkpoint.Checkpoint{}, err
@@ -74,6 +76,9 @@ func (s *Store) Take(ctx context.Context, key checkpoint.Key, owner string, seen
 	cond := expression.AttributeNotExists(expression.Name(AttrLease))
 	if seen.Lease > 0 {
 		cond = expression.Name(AttrLease).Equal(expression.Value(seen.Lease))
+		if seen.Owner != "" {
+			cond = cond.And(expression.AttributeNotExists(expression.Name(AttrOwner)).Or(seenHolder(seen)))
+		}
 	}
 	update := expression.Add(expression.Name(AttrLease), expression.Value(1)).
 		Set(expression.Name(AttrOwner), expression.Value(owner)).
@@ -108,6 +113,17 @@ func (s *Store) Take(ctx context.Context, key checkpoint.Key, owner string, seen
 		fenced.Owner, fenced.Lease = cur.Owner, cur.Lease
 	}
 	return checkpoint.Checkpoint{}, fenced
+}
+
+// seenHolder is the condition that the item's owner is seen.Owner with
+// expires as seen: Unix milliseconds of seen.Expires, or none when it is
+// zero (a holder by Claim).
+func seenHolder(seen checkpoint.Checkpoint) expression.ConditionBuilder {
+	expires := expression.AttributeNotExists(expression.Name(AttrExpires))
+	if !seen.Expires.IsZero() {
+		expires = expression.Name(AttrExpires).Equal(expression.Value(seen.Expires.UnixMilli()))
+	}
+	return expression.Name(AttrOwner).Equal(expression.Value(seen.Owner)).And(expires)
 }
 
 // Renew extends cp's lease to d from Config.Clock with one UpdateItem that
@@ -279,6 +295,58 @@ func (s *Store) Set(ctx context.Context, key checkpoint.Key, position string, fo
 		return checkpoint.Checkpoint{}, fmt.Errorf("checkpoint: set %s: %w", key, err)
 	}
 	return decodeCheckpoint(out.Attributes)
+}
+
+// Delete removes cp.Key's checkpoint with one DeleteItem conditional on the
+// lease counter being cp.Lease and on there being no live holder: no
+// owner, or expires at or before Config.Clock's time (a holder by Claim
+// has no expires and never expires). On a failed condition DynamoDB
+// returns the item as it is (none when there is no checkpoint), which
+// says which error to return. The subscription's parked commits and
+// requests are other items and stay. See checkpoint.Deleter for the
+// errors; an item that does not decode returns a *DecodeError.
+func (s *Store) Delete(ctx context.Context, cp checkpoint.Checkpoint) error {
+	if err := input.Key(cp.Key); err != nil {
+		return err
+	}
+	if err := input.Seen(cp.Key, cp.Lease); err != nil {
+		return err
+	}
+	now := s.cfg.Clock().UnixMilli()
+	// expires <= :now is false when there is no expires.
+	cond := expression.Name(AttrLease).Equal(expression.Value(cp.Lease)).
+		And(expression.AttributeNotExists(expression.Name(AttrOwner)).
+			Or(expression.Name(AttrExpires).LessThanEqual(expression.Value(now))))
+	expr, err := expression.NewBuilder().WithCondition(cond).Build()
+	if err != nil {
+		return fmt.Errorf("checkpoint: delete %s: build expression: %w", cp.Key, err)
+	}
+	_, err = s.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                           aws.String(s.cfg.TableName),
+		Key:                                 checkpointKey(cp.Key),
+		ConditionExpression:                 expr.Condition(),
+		ExpressionAttributeNames:            expr.Names(),
+		ExpressionAttributeValues:           expr.Values(),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &ccf):
+		return fmt.Errorf("checkpoint: delete %s at lease %d: %w", cp.Key, cp.Lease, err)
+	case len(ccf.Item) == 0:
+		return notFound(cp.Key)
+	}
+	cur, err := decodeCheckpoint(ccf.Item)
+	if err != nil {
+		return err
+	}
+	if cur.Lease != cp.Lease {
+		return &checkpoint.FencedError{Key: cp.Key, Owner: cur.Owner, Lease: cur.Lease, PresentedOwner: cp.Owner, PresentedLease: cp.Lease}
+	}
+	// The counter matched, so the condition failed on a live owner.
+	return &checkpoint.HeldError{Key: cp.Key, Owner: cur.Owner, Expires: cur.Expires}
 }
 
 // List returns the checkpoints of one subscription (one strongly consistent

@@ -1,9 +1,9 @@
 // Package dynamocheckpoint keeps checkpoints, parked commits and operators'
 // requests in one Amazon DynamoDB table. [Store] implements
 // checkpoint.Store, checkpoint.Lister, checkpoint.Setter,
-// checkpoint.Leaser, checkpoint.ParkStore and checkpoint.RequestStore, and
-// passes the
-// conformance suite checkpoint/checkpointtest.
+// checkpoint.Leaser, checkpoint.Deleter, checkpoint.ParkStore and
+// checkpoint.RequestStore, and passes the conformance suite
+// checkpoint/checkpointtest.
 //
 // # Table
 //
@@ -17,7 +17,8 @@
 //     one holds the key), lease (N), updatedAt (N, Unix milliseconds,
 //     absent until a position is saved) and expires (N, Unix milliseconds,
 //     present only while the key is held under a lease that expires: set
-//     by Take and Renew, removed by Claim, Release and Set);
+//     by Take and Renew, removed by Claim, Release and Set); Delete removes
+//     the item;
 //   - a parked commit: pk "park#"+subscription, sk the aggregate id with the
 //     bytes U+0000 and U+0001 escaped (as U+0001 U+0002 and U+0001 U+0003),
 //     then U+0001 U+0001, then the version as one letter giving its number
@@ -46,7 +47,10 @@
 //   - Take is one UpdateItem (ADD lease 1, SET owner and expires)
 //     conditional on the counter the caller saw (lease = :seen, or
 //     attribute_not_exists(lease) for a key not seen yet, which creates
-//     the item).
+//     the item) and, for a key seen held, on the holder seen:
+//     attribute_not_exists(owner) OR (owner = :seenOwner AND expires =
+//     :seenExpires, or attribute_not_exists(expires) for a holder by
+//     Claim), so that a steal fails if the holder renewed meanwhile.
 //   - Save, Release (REMOVE owner and expires) and Renew (SET expires) are
 //     one UpdateItem conditional on owner and lease.
 //   - On a failed condition of Take, Save, Release or Renew, DynamoDB
@@ -55,6 +59,12 @@
 //   - Set is one UpdateItem (ADD lease 1, REMOVE owner and expires),
 //     conditional unless forced on attribute_not_exists(owner) OR expires
 //     <= now (Config.Clock), so that only a live holder blocks it.
+//   - Delete is one DeleteItem conditional on lease = :lease AND
+//     (attribute_not_exists(owner) OR expires <= now); on a failed
+//     condition the item as it is (ALL_OLD) tells a missing checkpoint, a
+//     moved counter (*checkpoint.FencedError) and a live holder
+//     (*checkpoint.HeldError) apart. Parked commits and requests are other
+//     items and are not touched.
 //   - Load is a strongly consistent GetItem; List and Parked are strongly
 //     consistent Queries, every page, streamed. List of every subscription
 //     first Scans the table for the subscriptions' names (reading, and

@@ -283,7 +283,7 @@ func TestInjectedClock(t *testing.T) {
 // TestLeaseItemLayout checks the expires attribute: Unix milliseconds of
 // Config.Clock plus the lease's duration, set by Take and Renew, removed by
 // Claim, Release and Set, and reported with the item's key when it does not
-// decode.
+// decode (by Load, and by Set and Delete from a failed condition).
 func TestLeaseItemLayout(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2030, 1, 2, 3, 4, 5, 6789012, time.UTC)
@@ -356,6 +356,11 @@ func TestLeaseItemLayout(t *testing.T) {
 	_, err = s.Set(ctx, checkpoint.Key{Subscription: "sub", Unit: "bad"}, "p", false)
 	if !errors.As(err, &de) || de.Attribute != "expires" {
 		t.Errorf("Set of an item whose expires is a string: %v, want a DecodeError on expires", err)
+	}
+	// So does Delete.
+	err = s.Delete(ctx, checkpoint.Checkpoint{Key: checkpoint.Key{Subscription: "sub", Unit: "bad"}, Lease: 1})
+	if !errors.As(err, &de) || de.SK != "u#bad" || de.Attribute != "expires" {
+		t.Errorf("Delete of an item whose expires is a string: %v, want a DecodeError on expires", err)
 	}
 }
 

@@ -30,8 +30,8 @@ type PutItemAPI interface {
 	PutItem(ctx context.Context, params *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 }
 
-// DeleteItemAPI is the DynamoDB DeleteItem call Unpark and DeleteRequest
-// make.
+// DeleteItemAPI is the DynamoDB DeleteItem call Delete, Unpark and
+// DeleteRequest make.
 type DeleteItemAPI interface {
 	DeleteItem(ctx context.Context, params *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 }
@@ -55,6 +55,7 @@ var (
 	_ checkpoint.Lister    = (*Store)(nil)
 	_ checkpoint.Setter    = (*Store)(nil)
 	_ checkpoint.Leaser    = (*Store)(nil)
+	_ checkpoint.Deleter   = (*Store)(nil)
 	_ checkpoint.ParkStore = (*Store)(nil)
 
 	_ checkpoint.RequestStore = (*Store)(nil)
@@ -70,8 +71,8 @@ type Config struct {
 	// (Take, Renew: the clock's time plus the lease's duration), parkedAt
 	// (Park, when Parked.ParkedAt is zero), requestedAt (Request, when
 	// Request.RequestedAt is zero) and completedAt (Complete), kept at
-	// millisecond precision, and the time at which Set judges whether a
-	// holder's lease has expired.
+	// millisecond precision, and the time at which Set and Delete judge
+	// whether a holder's lease has expired.
 	// Default time.Now. It may be called from several goroutines at once.
 	Clock func() time.Time
 }

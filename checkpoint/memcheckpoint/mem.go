@@ -20,16 +20,17 @@ var (
 	_ checkpoint.Lister    = (*Mem)(nil)
 	_ checkpoint.Setter    = (*Mem)(nil)
 	_ checkpoint.Leaser    = (*Mem)(nil)
+	_ checkpoint.Deleter   = (*Mem)(nil)
 	_ checkpoint.ParkStore = (*Mem)(nil)
 
 	_ checkpoint.RequestStore = (*Mem)(nil)
 )
 
 // Mem is an in-memory checkpoint.Store, checkpoint.Lister,
-// checkpoint.Setter, checkpoint.Leaser, checkpoint.ParkStore and
-// checkpoint.RequestStore. It
-// is safe for concurrent use; every method is atomic. Methods return
-// ctx.Err() when ctx is done before they start.
+// checkpoint.Setter, checkpoint.Leaser, checkpoint.Deleter,
+// checkpoint.ParkStore and checkpoint.RequestStore. It is safe for
+// concurrent use; every method is atomic. Methods return ctx.Err() when ctx
+// is done before they start.
 type Mem struct {
 	clock func() time.Time
 
@@ -51,8 +52,9 @@ func New() *Mem { return NewWithClock(nil) }
 
 // NewWithClock returns an empty Mem whose UpdatedAt, Expires (Take,
 // Renew), ParkedAt, RequestedAt and CompletedAt times come from clock (nil
-// means time.Now), as does the time at which Set judges whether a holder's
-// lease has expired. clock may be called from several goroutines at once.
+// means time.Now), as does the time at which Set and Delete judge whether
+// a holder's lease has expired. clock may be called from several
+// goroutines at once.
 func NewWithClock(clock func() time.Time) *Mem {
 	if clock == nil {
 		clock = time.Now
@@ -91,7 +93,9 @@ func (m *Mem) Claim(ctx context.Context, key checkpoint.Key, owner string) (chec
 }
 
 // Take makes owner the holder of key until d from the clock if its lease
-// counter is still seen.Lease; see checkpoint.Leaser.
+// counter is still seen.Lease and, when seen.Owner is not "" and the key
+// has an owner, that owner and its Expires (in milliseconds) are still as
+// seen; see checkpoint.Leaser.
 func (m *Mem) Take(ctx context.Context, key checkpoint.Key, owner string, seen checkpoint.Checkpoint, d time.Duration) (checkpoint.Checkpoint, error) {
 	if err := ctx.Err(); err != nil {
 		return checkpoint.Checkpoint{}, err
@@ -112,7 +116,7 @@ func (m *Mem) Take(ctx context.Context, key checkpoint.Key, owner string, seen c
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cp := m.cps[key] // counter 0 when the key has no checkpoint
-	if cp.Lease != seen.Lease {
+	if cp.Lease != seen.Lease || renewedSince(cp, seen) {
 		return checkpoint.Checkpoint{}, &checkpoint.FencedError{Key: key, Owner: cp.Owner, Lease: cp.Lease,
 			PresentedOwner: owner, PresentedLease: seen.Lease}
 	}
@@ -122,6 +126,20 @@ func (m *Mem) Take(ctx context.Context, key checkpoint.Key, owner string, seen c
 	cp.Expires = expires
 	m.cps[key] = cp
 	return cp, nil
+}
+
+// renewedSince reports whether the key's holder, cur, is no longer the one
+// seen: seen names an owner, cur has one, and it differs from seen's or
+// its Expires does (compared as stored, in milliseconds). A key released
+// since it was seen (no owner) is not.
+func renewedSince(cur, seen checkpoint.Checkpoint) bool {
+	if seen.Owner == "" || cur.Owner == "" {
+		return false
+	}
+	if cur.Owner != seen.Owner || cur.Expires.IsZero() != seen.Expires.IsZero() {
+		return true
+	}
+	return !cur.Expires.IsZero() && cur.Expires.UnixMilli() != seen.Expires.UnixMilli()
 }
 
 // Renew extends cp's lease to d from the clock if cp.Owner holds cp.Key at
@@ -290,6 +308,36 @@ func (m *Mem) Release(ctx context.Context, cp checkpoint.Checkpoint) error {
 	cur.Owner = ""
 	cur.Expires = time.Time{}
 	m.cps[cp.Key] = cur
+	return nil
+}
+
+// Delete removes cp.Key's checkpoint if its lease counter is still
+// cp.Lease and no live holder holds it at the clock's time; see
+// checkpoint.Deleter. Parked commits and requests are kept.
+func (m *Mem) Delete(ctx context.Context, cp checkpoint.Checkpoint) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := input.Key(cp.Key); err != nil {
+		return err
+	}
+	if err := input.Seen(cp.Key, cp.Lease); err != nil {
+		return err
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.cps[cp.Key]
+	switch {
+	case !ok:
+		return notFound(cp.Key)
+	case cur.Lease != cp.Lease:
+		return &checkpoint.FencedError{Key: cp.Key, Owner: cur.Owner, Lease: cur.Lease,
+			PresentedOwner: cp.Owner, PresentedLease: cp.Lease}
+	case cur.Live(now):
+		return &checkpoint.HeldError{Key: cp.Key, Owner: cur.Owner, Expires: cur.Expires}
+	}
+	delete(m.cps, cp.Key)
 	return nil
 }
 
