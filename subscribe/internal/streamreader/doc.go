@@ -43,10 +43,12 @@
 //     second) while a shard returns records, backing off by doubling up to
 //     Options.IdleMax (default 2 s) while it returns none; at most
 //     Options.Limit records (default 1000) per call.
-//   - Two processes reading the same stream with this package would put two
-//     readers on each shard, the most DynamoDB allows, and deliver every
-//     record twice: sharing a stream between processes needs leases, which
-//     this package does not take.
+//   - Two processes reading the same stream with Run would put two readers
+//     on each shard, the most DynamoDB allows, and deliver every record
+//     twice: processes that share a stream take a lease per shard (package
+//     subscribe does, in the checkpoint table), read each shard they hold
+//     with [Reader.RunShard], and list the shards with [Reader.Shards] to
+//     keep the lineage themselves.
 //
 // # Failures
 //

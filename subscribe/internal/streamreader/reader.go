@@ -281,7 +281,8 @@ func (r *Reader) StreamARN() string { return r.arn }
 // Expired iterators are renewed from the last record emitted
 // (AFTER_SEQUENCE_NUMBER), or the shard's starting point if none was; no
 // record is skipped. Run uses one reader per shard: DynamoDB allows two, so
-// two processes reading one stream need leases (not done here).
+// two processes reading one stream need leases, taken by the caller, each
+// reading its shards with RunShard.
 func (r *Reader) Run(ctx context.Context, pos Position, emit func(ctx context.Context, rec Record) error) error {
 	if emit == nil {
 		return fmt.Errorf("%w: emit is nil", ErrInvalidOptions)
@@ -541,4 +542,99 @@ func (c *coordinator) startFor(id, parent string) (startSpec, bool) {
 		return startSpec{typ: c.r.opts.InitialPosition}, false
 	}
 	return trim, true
+}
+
+// Shard is one shard of a stream, as DescribeStream lists it.
+type Shard struct {
+	// ID is the shard's id.
+	ID string
+	// ParentID is the shard it was split from; "" for a root shard, or when
+	// DynamoDB does not say.
+	ParentID string
+	// Closed reports a shard that takes no more records (it has an ending
+	// sequence number): once read to its end, its children follow.
+	Closed bool
+}
+
+// Shards lists every shard of the stream (DescribeStream, every page, paced
+// and retried as Run's listings are). A stream that does not exist or is
+// DISABLED returns an error matching ErrStreamGone.
+func (r *Reader) Shards(ctx context.Context) ([]Shard, error) {
+	listed, status, err := r.listShards(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if status == types.StreamStatusDisabled {
+		return nil, fmt.Errorf("%w: stream %s is DISABLED", ErrStreamGone, r.arn)
+	}
+	out := make([]Shard, 0, len(listed))
+	seen := make(map[string]bool, len(listed))
+	for _, sh := range listed {
+		id := aws.ToString(sh.ShardId)
+		if id == "" || seen[id] {
+			continue
+		}
+		seen[id] = true
+		parent := aws.ToString(sh.ParentShardId)
+		if parent == id {
+			parent = ""
+		}
+		closed := sh.SequenceNumberRange != nil && aws.ToString(sh.SequenceNumberRange.EndingSequenceNumber) != ""
+		out = append(out, Shard{ID: id, ParentID: parent, Closed: closed})
+	}
+	return out, nil
+}
+
+// RunShard reads one shard of the stream, for a caller that shares a
+// stream's shards with other processes through leases and keeps the
+// lineage itself (a child only once its parent is read). It reads from
+// after sequence number after, or from TRIM_HORIZON when after is "", until
+// the shard has been read to its end or ctx ends, calling emit for each
+// record in order, one at a time, from the calling goroutine. It does not
+// list the stream. Options.OnPositioned is called once the first iterator
+// is open, Options.OnCaughtUp as in Run, and Options.OnShardEnd once the
+// shard has been read to its end.
+//
+// RunShard returns nil once the shard has been read to its end (every
+// record emitted and OnShardEnd called), ctx.Err() on a stop, and otherwise
+// Run's errors: a *TrimmedError when records it must read are gone (the
+// shard's records were trimmed, or the shard no longer exists), an error
+// matching ErrStreamGone when the shard cannot be found because the stream
+// is gone or DISABLED (a DISABLED stream's shards are closed, and stay
+// readable to their end for 24 hours: RunShard then returns nil, and the
+// caller learns of the stream from Shards), emit's error
+// wrapped with the shard id, a call still failing after its retries, or
+// ErrRunning while another Run or RunShard of this Reader is in progress.
+func (r *Reader) RunShard(ctx context.Context, shardID, after string, emit func(ctx context.Context, rec Record) error) error {
+	if emit == nil {
+		return fmt.Errorf("%w: emit is nil", ErrInvalidOptions)
+	}
+	if shardID == "" {
+		return fmt.Errorf("%w: shard id is empty", ErrInvalidOptions)
+	}
+	if !r.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer r.running.Store(false)
+	spec := startSpec{typ: types.ShardIteratorTypeTrimHorizon}
+	if after != "" {
+		spec = startSpec{typ: types.ShardIteratorTypeAfterSequenceNumber, seq: after}
+	}
+	s := &shardReader{r: r, id: shardID, start: spec, required: true, emit: emit, log: r.log.With("shard", shardID)}
+	if r.opts.OnPositioned != nil {
+		var once sync.Once
+		s.opened = func() { once.Do(r.opts.OnPositioned) }
+	}
+	_, err := s.run(ctx)
+	if err == nil && ctx.Err() == nil {
+		s.log.Debug("streamreader: shard read to its end", "last", s.last)
+		if r.opts.OnShardEnd != nil {
+			r.opts.OnShardEnd(shardID)
+		}
+		return nil
+	}
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return ctx.Err()
+	}
+	return err
 }
