@@ -157,10 +157,39 @@ type Config struct {
 // one unit per bucket, or per bucket of IndexOptions.Buckets when set,
 // named "bucket-" followed by the bucket (checkpoint.Key.Unit). Each unit
 // reads only its bucket and has its own checkpoint; an aggregate lives in
-// one bucket, so per-aggregate order holds. Any other subscription (one
-// bucket, SourceStream, SourceAuto) is one unit, "": the subscription
-// whole, run by one worker at a time. Sharing a stream subscription's
-// shards between workers is not done yet.
+// one bucket, so per-aggregate order holds. A SourceIndex subscription
+// over one bucket is one unit, "": the subscription whole, run by one
+// worker at a time.
+//
+// A SourceStream or SourceAuto subscription is leased whole (unit "")
+// while it catches up through the index: at its first start, and whenever
+// the stream cannot give every commit. Once the stream has taken over, the
+// worker that caught up saves the stream's position, with an epoch (its
+// lease counter), releases the unit and stops it. From then on each shard
+// of the stream is a unit, "shard-" followed by the shard id, with its own
+// checkpoint, and the lineage holds across workers: a shard becomes a unit
+// only once its parent is finished (read to its end and every commit from
+// it handled, by whichever worker) or gone from the stream, and a finished
+// shard is no longer one. A new shard unit starts from its parent's last
+// checkpoint, or, for a shard of the hand-over, from the hand-over's. An
+// aggregate's commits stay in one shard at a time as long as DynamoDB
+// keeps its partition key in one table partition; if they come through two
+// shards at once (a partition split by sort key), each unit still puts
+// them in version order, repairing gaps from the table, but two units in
+// two workers may each deliver one of them, so a version may come twice
+// and after a later one. A shard unit that finds the stream cannot give
+// its records (trimmed, the stream disabled, or a new stream) ends, and the
+// subscription goes back to the index: every worker stops its shard units,
+// and the worker that takes unit "" waits until none of them is held, then
+// catches up from the oldest of their positions, until the stream takes
+// over in a new epoch. The checkpoints of finished shards the stream no
+// longer lists, and of earlier epochs, are deleted (checkpoint.Deleter).
+// With SourceAuto, leases make it behave as SourceStream: a worker that
+// starts does not catch up through the index, since the shards it takes go
+// on from their own checkpoints. Operators' requests for a stream
+// subscription in shards are carried out by the worker running its shard
+// unit first by name; the other shard units learn of a replay or discard
+// when they next meet the aggregate.
 //
 // A bucket unit with no saved position yet starts from the subscription's
 // checkpoint without leases (unit ""), if it has one, so that turning
@@ -196,10 +225,16 @@ type Config struct {
 // worker resumes from the unit's last saved position: duplicates are
 // bounded by what was handled since then. A worker learns that a unit was
 // stolen only at its next save or renewal (within CheckpointInterval or
-// RenewEvery): until then both may deliver the unit's commits, which are
-// duplicates too. A unit lost this way is
-// reported through HookLease and forgotten; the subscription goes on, and
-// the worker may take units again at its next balance.
+// RenewEvery), or when the lease expires by its own clock: so a worker
+// that steals a unit from a live owner reads nothing of it until that
+// owner's lease, as it was when stolen, has expired. The two never handle
+// the unit at once (given clocks that agree, and handlers that return once
+// their context is cancelled), at the cost of a steal taking up to
+// Duration; a free or expired unit starts at once. Take is conditional on
+// the lease as listed, counter and expiry, so a renewal that lands first
+// makes the steal fail. A unit lost this way is reported through HookLease
+// and forgotten; the subscription goes on, and the worker may take units
+// again at its next balance.
 //
 // When Run's context ends, each unit drains and saves as without leases,
 // then releases its lease (checkpoint.Setter.Release), so that other
@@ -213,10 +248,13 @@ type Config struct {
 // is taken as left over from an earlier run of it.
 //
 // Every worker of a subscription must agree on Leases: a worker without
-// leases claims the whole subscription's checkpoint (unit ""), which never
-// expires, and a unit held that way is never taken by a worker with
-// leases; stop such a worker cleanly (it releases the checkpoint) before
-// starting workers with leases.
+// leases claims the whole subscription's checkpoint (unit ""), with no
+// expiry. A worker with leases takes a unit held that way once it has seen
+// it unchanged (owner, lease counter, last save) for Duration, as left by
+// a worker that died; a worker without leases that is alive but idle that
+// long loses it, and its subscription stops at its next save with
+// ErrFenced. Stop such workers cleanly (they release the checkpoint)
+// before starting workers with leases.
 type LeaseOptions struct {
 	// Duration is how long a lease lasts from its last renewal: a worker
 	// that stops renewing (it died, hangs or lost the network) keeps its

@@ -222,6 +222,9 @@ func (d *dispatcher) abandon(l *lane, left int) {
 // because the subscription stops or ctx ends: 0 when all are done with.
 func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) int {
 	r := d.r
+	if parked && d.u != nil && d.u.shard != "" && !d.stillParked(ctx, commits[0].AggregateID) {
+		parked = false
+	}
 	for len(commits) > 0 {
 		if parked {
 			if err := d.park(ctx, commits[0], nil, 0); err != nil {
@@ -263,6 +266,27 @@ func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) 
 		}
 	}
 	return 0
+}
+
+// stillParked reports whether the park store still holds commits of an
+// aggregate this dispatcher has marked parked, and forgets the mark when it
+// holds none. A stream shard's unit asks before parking behind the mark:
+// an aggregate's commits may come through several shards, whose units may
+// run in other workers, and a replay or discard carried out by one of them
+// clears the mark of that one only. A failed read keeps the mark.
+func (d *dispatcher) stillParked(ctx context.Context, aggregateID string) bool {
+	r := d.r
+	for _, err := range r.w.cfg.Parking.Parked(ctx, r.s.Name, aggregateID) {
+		if err != nil {
+			r.log.Warn("checking an aggregate's parked commits failed; parking behind them", "aggregate", aggregateID, "err", err)
+		}
+		return true
+	}
+	d.mu.Lock()
+	delete(d.parked, aggregateID)
+	d.mu.Unlock()
+	r.log.Info("the aggregate's parked commits were replayed or discarded elsewhere; handling it again", "aggregate", aggregateID)
+	return false
 }
 
 // park stores c durably as parked and marks its aggregate parked, retrying

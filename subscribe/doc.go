@@ -67,9 +67,12 @@
 // workers balance the units between them every LeaseOptions.BalanceEvery,
 // renew the leases they hold, and take over the units of a worker that
 // stopped (at once) or died (once its leases expire). A unit whose lease is
-// lost stops at once and is reported through HookLease. Other
-// subscriptions are one unit, run by one worker at a time, which another
-// takes over when it stops or dies; their stream shards are not shared yet.
+// lost stops at once and is reported through HookLease. A SourceStream or
+// SourceAuto subscription is leased whole while it catches up through the
+// index, then shard by shard once the stream has taken over, children
+// after their parents whichever worker read them. A SourceIndex
+// subscription over one bucket is one unit, run by one worker at a time,
+// which another takes over when it stops or dies.
 //
 // # Handlers
 //

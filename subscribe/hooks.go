@@ -91,8 +91,9 @@ type HookRequest interface {
 // balance the load) and starts its work.
 //
 // OnLeaseLost: the unit's work has ended. err is nil when the worker let
-// it go (a clean stop, or a hand-over to balance the load: it drained,
-// saved and released it); otherwise err says why it was lost, and its work
+// it go (a clean stop, a hand-over to balance the load, or the unit's part
+// is done: a stream shard read to its end, or the stream taking over from
+// the index; it drained, saved and released it); otherwise err says why it was lost, and its work
 // was cancelled at once: errors.Is(err, checkpoint.ErrFenced) when another
 // worker took it (a refused renewal or save), ErrLeaseExpired when
 // renewals failed until the lease expired.

@@ -32,6 +32,40 @@ type hybridCheckpoint struct {
 	Stream *streamCheckpoint `json:"stream,omitempty"`
 }
 
+// phaseRejoin marks, with leases, the subscription's checkpoint (unit "")
+// of a stream whose shard units must give way to a catch-up through the
+// index: its Stream is the last hand-over's. The worker that takes the unit
+// waits until no shard unit of that epoch is held, then catches up from the
+// oldest of their positions.
+const phaseRejoin = "rejoin"
+
+// Errors a source returns from run to end its unit cleanly: the unit drains,
+// saves and releases its lease, and its lease manager decides what runs
+// next.
+var (
+	// errShardFinished: a shard unit's shard is read to its end.
+	errShardFinished = errors.New("subscribe: shard read to its end")
+	// errSplit: the stream took over from the index; its shards are leased
+	// one by one from now on.
+	errSplit = errors.New("subscribe: the stream took over")
+	// errRejoin: the stream cannot give every commit (trimmed records, a
+	// gone stream); the subscription catches up through the index.
+	errRejoin = errors.New("subscribe: the stream cannot give every commit")
+)
+
+// hybridMode says which part of a stream subscription a hybrid source runs.
+type hybridMode struct {
+	// split: run until the stream has taken over from the index, then end
+	// with errSplit (the subscription's unit "" with leases). epoch is the
+	// unit's lease counter, recorded in the stream checkpoint.
+	split bool
+	epoch int64
+	// shard: read only this shard, from the stream, and end with
+	// errShardFinished once it is read, or errRejoin when the stream cannot
+	// give its records (a shard unit).
+	shard string
+}
+
 // committer is what learns that a commit it emitted was handled.
 type committer interface{ handled(Commit) }
 
@@ -51,6 +85,7 @@ type hybridSource struct {
 	w   *Worker
 	s   Subscription
 	log *slog.Logger
+	hybridMode
 
 	mu  sync.Mutex // guards seq, and the stream source's held commits
 	seq *sequencer
@@ -67,8 +102,8 @@ type hybridSource struct {
 	strStart streamCheckpoint // where the stream resumes
 }
 
-func newHybridSource(w *Worker, s Subscription, saved string) (*hybridSource, error) {
-	h := &hybridSource{w: w, s: s, log: w.log, origins: map[store.Position]committer{}}
+func newHybridSource(w *Worker, s Subscription, saved string, mode hybridMode) (*hybridSource, error) {
+	h := &hybridSource{w: w, s: s, log: w.log, origins: map[store.Position]committer{}, hybridMode: mode}
 	var cp hybridCheckpoint
 	floor := store.Position{}
 	switch {
@@ -87,6 +122,10 @@ func newHybridSource(w *Worker, s Subscription, saved string) (*hybridSource, er
 		switch {
 		case cp.Phase == phaseCatchUp && cp.Index != nil:
 			h.phase, h.idxStart = phaseCatchUp, *cp.Index
+		case cp.Phase == phaseStream && cp.Stream != nil && mode.shard != "":
+			h.phase, h.strStart = phaseStream, *cp.Stream
+		case mode.shard != "":
+			return nil, fmt.Errorf("subscribe: checkpoint %q of shard %s is not a stream position", saved, mode.shard)
 		case cp.Phase == phaseStream && cp.Stream != nil && s.Source == SourceAuto:
 			h.phase, h.idxStart = phaseCatchUp, h.catchUpFrom(*cp.Stream)
 		case cp.Phase == phaseStream && cp.Stream != nil:
@@ -215,10 +254,19 @@ func (h *hybridSource) lag(now time.Time) (int, time.Duration) {
 
 func (h *hybridSource) run(ctx context.Context, emit emitFunc) error {
 	h.emit = emit
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	for {
 		if h.phase == phaseCatchUp {
 			if err := h.catchUp(ctx); err != nil {
 				return err
+			}
+			if h.split {
+				// The stream took over: stop reading it here, so that its
+				// shards are leased one by one from this checkpoint.
+				cancel()
+				<-h.strDone
+				return errSplit
 			}
 		} else if h.str == nil {
 			if err := h.startStream(ctx, h.strStart, streamtypes.ShardIteratorTypeTrimHorizon); err != nil {
@@ -239,6 +287,13 @@ func (h *hybridSource) run(ctx context.Context, emit emitFunc) error {
 		stopped := h.str
 		h.omu.Unlock()
 		sc := stopped.track.checkpoint()
+		if errors.Is(err, errShardFinished) {
+			return err
+		}
+		if h.shard != "" && (errors.Is(err, streamreader.ErrTrimmed) || errors.Is(err, streamreader.ErrStreamGone)) {
+			h.log.Warn("the stream cannot give every commit of the shard; the subscription catches up through the index", "subscription", h.s.Name, "shard", h.shard, "err", err)
+			return fmt.Errorf("%w: %w", errRejoin, err)
+		}
 		if errors.Is(err, streamreader.ErrTrimmed) || errors.Is(err, streamreader.ErrStreamGone) {
 			h.log.Warn("the stream cannot give every commit; catching up through the index", "subscription", h.s.Name, "err", err)
 			h.omu.Lock()
@@ -313,7 +368,7 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 			stopIdx() // the index source has ended already, or ends with ctx
 			return err
 		}
-		if err := h.startStream(ctx, streamCheckpoint{}, streamtypes.ShardIteratorTypeLatest); err != nil {
+		if err := h.startStream(ctx, streamCheckpoint{Epoch: h.epoch}, streamtypes.ShardIteratorTypeLatest); err != nil {
 			stop()
 			return err
 		}

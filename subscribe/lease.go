@@ -7,9 +7,11 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
+	"github.com/dynamodb-event-store/eventstore/subscribe/internal/streamreader"
 )
 
 // leaseManager shares one subscription's units with the other workers that
@@ -28,6 +30,60 @@ type leaseManager struct {
 
 	mu   sync.Mutex
 	errs []error // final saves that failed at the stop
+
+	// A stream subscription's: the reader that lists the shards, and
+	// whether a shard unit found that the stream cannot give its records.
+	rd           *streamreader.Reader
+	rejoinWanted atomic.Bool
+
+	// claims are the units seen held by Claim (an owner with no expiry),
+	// as first seen unchanged; only the manager's goroutine touches it.
+	claims map[string]claimSeen
+}
+
+// claimSeen is a unit held by Claim, as seen: its owner, lease counter and
+// last save, and when the manager first saw them so.
+type claimSeen struct {
+	owner   string
+	lease   int64
+	updated time.Time
+	since   time.Time
+}
+
+// live reports whether cp, the checkpoint of unit name, has a live holder
+// at now. A holder by Claim has no expiry (a worker without leases, or of
+// a version before them): it counts as live until the manager has seen it
+// unchanged (owner, lease counter, last save) for a lease Duration, and
+// then as expired, so that a unit left by such a worker that died is taken
+// over. Such a worker that is alive and idle loses the unit: its next save
+// is fenced, which stops its subscription with ErrFenced.
+func (m *leaseManager) live(name string, cp checkpoint.Checkpoint, now time.Time) bool {
+	if !cp.Live(now) {
+		delete(m.claims, name)
+		return false
+	}
+	if !cp.Expires.IsZero() {
+		delete(m.claims, name)
+		return true
+	}
+	seen, ok := m.claims[name]
+	if !ok || seen.owner != cp.Owner || seen.lease != cp.Lease || !seen.updated.Equal(cp.UpdatedAt) {
+		if m.claims == nil {
+			m.claims = map[string]claimSeen{}
+		}
+		m.claims[name] = claimSeen{owner: cp.Owner, lease: cp.Lease, updated: cp.UpdatedAt, since: now}
+		return true
+	}
+	if now.Sub(seen.since) < m.opts.Duration {
+		return true
+	}
+	if !seen.since.IsZero() {
+		m.r.log.Warn("a unit held without a lease has not changed for a lease duration; taking it as abandoned",
+			"unit", name, "owner", cp.Owner, "lease", cp.Lease, "updatedAt", cp.UpdatedAt)
+		seen.since = time.Time{} // logged once
+		m.claims[name] = seen
+	}
+	return false
 }
 
 // heldUnit is a unit the manager started.
@@ -79,10 +135,6 @@ func (m *leaseManager) balance(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	byName := make(map[string]bool, len(r.specs))
-	for _, spec := range r.specs {
-		byName[spec.name] = true
-	}
 	// A record that cannot be read leaves its unit looking free: a Take
 	// of it presents lease 0 and is refused if the unit exists.
 	listed := map[string]checkpoint.Checkpoint{}
@@ -92,9 +144,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 			listErr = err
 			continue
 		}
-		if byName[cp.Unit] {
-			listed[cp.Unit] = cp
-		}
+		listed[cp.Unit] = cp
 	}
 	if ctx.Err() != nil {
 		return
@@ -106,6 +156,33 @@ func (m *leaseManager) balance(ctx context.Context) {
 
 	now := r.w.cfg.Clock()
 	self := r.w.cfg.Owner
+	specs := r.specs
+	if r.s.Source != SourceIndex {
+		var ok bool
+		if specs, ok = m.streamSpecs(ctx, listed, now); !ok {
+			return
+		}
+	}
+	byName := make(map[string]unitSpec, len(specs))
+	first := ""
+	for _, spec := range specs {
+		byName[spec.name] = spec
+		if spec.shard != "" && (first == "" || spec.name < first) {
+			first = spec.name
+		}
+	}
+	r.mu.Lock()
+	r.requestUnit = first
+	r.mu.Unlock()
+	// Units that are no longer units (a stream subscription changed mode)
+	// are handed over.
+	for name, h := range m.held {
+		if _, ok := byName[name]; !ok && !h.u.releasing.Load() && h.u.lostErr() == nil {
+			h.u.releasing.Store(true)
+			h.u.log.Info("the subscription's units changed; stopping the unit")
+			h.cancel()
+		}
+	}
 	// Units being handed over, or lost and still stopping, are no longer
 	// counted as this worker's.
 	mine := 0
@@ -117,14 +194,14 @@ func (m *leaseManager) balance(ctx context.Context) {
 	var free []string
 	counts := map[string]int{}
 	byOwner := map[string][]string{}
-	for _, spec := range r.specs {
+	for _, spec := range specs {
 		if m.held[spec.name] != nil {
 			continue
 		}
 		cp := listed[spec.name]
 		// A unit named for this worker that it does not run was held by an
 		// earlier run under the same Owner: it is free to take again.
-		if cp.Owner == self || !cp.Live(now) {
+		if cp.Owner == self || !m.live(spec.name, cp, now) {
 			free = append(free, spec.name)
 			continue
 		}
@@ -132,7 +209,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 		byOwner[cp.Owner] = append(byOwner[cp.Owner], spec.name)
 	}
 	owners := len(counts) + 1
-	target := (len(r.specs) + owners - 1) / owners
+	target := (len(specs) + owners - 1) / owners
 	switch {
 	case mine < target:
 		rand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
@@ -140,7 +217,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 			if mine >= target || ctx.Err() != nil {
 				break
 			}
-			if m.take(ctx, name, listed[name], "") {
+			if m.take(ctx, byName[name], listed[name], "") {
 				mine++
 			}
 		}
@@ -158,7 +235,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 		if victim != "" && counts[victim] >= mine+2 {
 			names := byOwner[victim]
 			name := names[rand.N(len(names))]
-			m.take(ctx, name, listed[name], victim)
+			m.take(ctx, byName[name], listed[name], victim)
 		}
 	case mine > target:
 		var names []string
@@ -175,30 +252,28 @@ func (m *leaseManager) balance(ctx context.Context) {
 	}
 }
 
-// take takes unit name, seen as listed, and starts it; from names the
-// owner it is stolen from ("" for a free unit). It reports whether it took
-// it.
-func (m *leaseManager) take(ctx context.Context, name string, seen checkpoint.Checkpoint, from string) bool {
+// take takes the unit of spec, seen as listed, and starts it; from names
+// the owner it is stolen from ("" for a free unit). It reports whether it
+// took it.
+func (m *leaseManager) take(ctx context.Context, spec unitSpec, seen checkpoint.Checkpoint, from string) bool {
 	r := m.r
+	name := spec.name
 	key := checkpoint.Key{Subscription: r.s.Name, Unit: name}
 	started := time.Now()
 	cp, err := r.w.leaser.Take(ctx, key, r.w.cfg.Owner, seen, m.opts.Duration)
 	if err != nil {
 		switch {
 		case errors.Is(err, checkpoint.ErrFenced):
-			r.log.Debug("another worker took the unit first", "unit", name, "err", err)
+			r.log.Debug("another worker took the unit first, or its holder renewed it since it was listed", "unit", name, "err", err)
 		case ctx.Err() == nil:
 			r.log.Warn("taking a unit failed", "unit", name, "err", err)
 		}
 		return false
 	}
-	var spec unitSpec
-	for _, s := range r.specs {
-		if s.name == name {
-			spec = s
-		}
-	}
 	u := r.newUnit(spec, true)
+	if from != "" {
+		u.startAfter = seen.Expires
+	}
 	uctx, cancel := context.WithCancel(ctx)
 	h := &heldUnit{u: u, cancel: cancel, done: make(chan struct{})}
 	m.held[name] = h
@@ -215,6 +290,9 @@ func (m *leaseManager) take(ctx context.Context, name string, seen checkpoint.Ch
 		defer cancel()
 		err := u.run(uctx, cp, started.Add(m.opts.Duration))
 		u.remove()
+		if errors.Is(u.ended, errRejoin) {
+			m.rejoinWanted.Store(true)
+		}
 		if err != nil {
 			if ctx.Err() == nil && !u.releasing.Load() {
 				r.stop(err)

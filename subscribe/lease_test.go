@@ -896,7 +896,7 @@ func testLeasesOnABucketedIndex(t *testing.T, cps checkpoint.Store) {
 		t.Fatal(err)
 	}
 
-	opts := &LeaseOptions{Duration: 10 * time.Second, RenewEvery: time.Second, BalanceEvery: 50 * time.Millisecond}
+	opts := &LeaseOptions{Duration: 4 * time.Second, RenewEvery: 500 * time.Millisecond, BalanceEvery: 50 * time.Millisecond}
 	w1, stop1 := run("w1", opts)
 	w2, stop2 := run("w2", opts)
 	var units []string
@@ -904,7 +904,7 @@ func testLeasesOnABucketedIndex(t *testing.T, cps checkpoint.Store) {
 		units = append(units, bucketUnit(b))
 	}
 	// Settled: each runs two units, and the store agrees (a unit stolen
-	// from a worker runs there until its next save or renewal).
+	// from a worker starts once the lease it had there expires).
 	memWaitFor(t, func() bool {
 		l, ok := leaseLayout(t, cps, "bucketed", units, w1, w2)
 		return ok && len(l[0]) == 2 && len(l[1]) == 2
@@ -939,5 +939,123 @@ func testLeasesOnABucketedIndex(t *testing.T, cps checkpoint.Store) {
 		if err != nil || cp.Owner != "" || cp.Position == "" {
 			t.Fatalf("unit %s after the stop: %s, %v", bucketUnit(b), cpString(cp), err)
 		}
+	}
+}
+
+// TestStolenUnitStartsAfterTheVictimStops injects the hazard of a steal: the
+// worker a unit is stolen from goes on handling it until its next renewal
+// or save tells it. w1 runs all six units, handling commits without pause,
+// and saves only every hour, so that only a renewal can tell it; then w2
+// steals three. For each unit, w2 handles nothing before w1's last handler
+// call for that unit has returned: the two never handle a unit's commits
+// at once, so per-aggregate order holds across the steal, and none is
+// handled twice.
+func TestStolenUnitStartsAfterTheVictimStops(t *testing.T) {
+	e := newLeaseEnv(t, 40000, 60, 6, LeaseOptions{Duration: 1200 * time.Millisecond, RenewEvery: 300 * time.Millisecond, BalanceEvery: 50 * time.Millisecond})
+	e.allow.Store(int64(len(e.m.commits)))
+	type call struct {
+		owner      string
+		start, end time.Time
+	}
+	var mu sync.Mutex
+	calls := map[string][]call{} // by unit
+	record := func(owner string) func(*Config, *Subscription) {
+		return func(_ *Config, s *Subscription) {
+			s.CheckpointInterval = time.Hour
+			next := s.Handler
+			s.Handler = HandlerFunc(func(ctx context.Context, c Commit) error {
+				start := time.Now()
+				time.Sleep(200 * time.Microsecond)
+				err := next.Handle(ctx, c)
+				unit := bucketUnit(e.st.Bucket(c.AggregateID))
+				mu.Lock()
+				calls[unit] = append(calls[unit], call{owner, start, time.Now()})
+				mu.Unlock()
+				return err
+			})
+		}
+	}
+	w1 := e.start("w1", record("w1"))
+	memWaitFor(t, func() bool { return e.balanced(6, w1) }, "w1 did not take the six units")
+	time.Sleep(200 * time.Millisecond) // w1 is busy with every unit
+	w2 := e.start("w2", record("w2"))
+	memWaitFor(t, func() bool { return e.balanced(3, w1, w2) }, "w2 did not steal three units")
+	time.Sleep(200 * time.Millisecond)
+	for _, lw := range []*leaseWorker{w2, w1} {
+		if err := lw.stop(); err != nil {
+			t.Fatalf("%s: Run = %v", lw.owner, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	stolen := 0
+	for unit, cs := range calls {
+		var lastW1End, firstW2Start time.Time
+		for _, c := range cs {
+			switch {
+			case c.owner == "w1" && c.end.After(lastW1End):
+				lastW1End = c.end
+			case c.owner == "w2" && (firstW2Start.IsZero() || c.start.Before(firstW2Start)):
+				firstW2Start = c.start
+			}
+		}
+		if firstW2Start.IsZero() {
+			continue
+		}
+		stolen++
+		if !firstW2Start.After(lastW1End) {
+			t.Errorf("unit %s: w2 started handling at %s, before w1's last call returned at %s", unit,
+				firstW2Start.Format("15:04:05.000000"), lastW1End.Format("15:04:05.000000"))
+		}
+		t.Logf("unit %s: w1's last call returned %v before w2's first", unit, firstW2Start.Sub(lastW1End).Round(time.Millisecond))
+	}
+	if stolen != 3 {
+		t.Fatalf("w2 handled commits of %d units; want the 3 it stole", stolen)
+	}
+	if len(e.rec.violations) > 0 {
+		t.Fatalf("order violations: %v", e.rec.violations[:min(5, len(e.rec.violations))])
+	}
+}
+
+// TestUnitHeldByClaimIsTakenOnceItStaysPut: a worker without leases (or of
+// a version before them) died holding the subscription's checkpoint by
+// Claim, which has no expiry. A worker with leases takes it once it has
+// seen it unchanged for a lease Duration, not before, and goes on from its
+// position.
+func TestUnitHeldByClaimIsTakenOnceItStaysPut(t *testing.T) {
+	e := newLeaseEnv(t, 200, 10, 1, LeaseOptions{Duration: time.Second, RenewEvery: 200 * time.Millisecond, BalanceEvery: 50 * time.Millisecond})
+	e.allow.Store(int64(len(e.m.commits)))
+	key := checkpoint.Key{Subscription: "shared"}
+	cp, err := e.mem.Claim(context.Background(), key, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Position = "50" // the dead worker handled the first 50 commits
+	if err := e.mem.Save(context.Background(), cp); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{}
+	for _, c := range e.m.commits {
+		want[c.AggregateID] = c.Version + 1
+		if c.Version < 5 { // 50 commits over 10 aggregates: 5 each were handled
+			e.rec.next[c.AggregateID] = 5
+		}
+	}
+	started := time.Now()
+	w := e.start("w1", nil)
+	memWaitFor(t, func() bool {
+		got, err := e.mem.Load(context.Background(), key)
+		return err == nil && got.Owner == "w1"
+	}, "the worker with leases never took the unit held by Claim")
+	if took := time.Since(started); took < e.opts.Duration {
+		t.Fatalf("the unit held by Claim was taken after %v, before a lease Duration (%v) had shown it unchanged", took, e.opts.Duration)
+	}
+	memWaitFor(t, func() bool { return covers(e.rec.delivered(), want) }, "the worker did not go on from the dead worker's position")
+	if err := w.stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.rec.check(t, want)
+	if e.rec.duplicates != 0 || e.rec.total != len(e.m.commits)-50 {
+		t.Fatalf("%d deliveries, %d duplicates; want the %d commits after the position, once", e.rec.total, e.rec.duplicates, len(e.m.commits)-50)
 	}
 }

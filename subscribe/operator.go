@@ -57,8 +57,16 @@ func CheckpointAt(start Start, now time.Time) string {
 type CheckpointInfo struct {
 	// Phase is "index" for an index source's position, "catchup" for a
 	// stream source catching up through the index, "stream" once the
-	// stream has taken over, "" for an empty position.
+	// stream has taken over, "rejoin" for a leased stream subscription
+	// whose shard units give way to a catch-up through the index (see
+	// LeaseOptions), "" for an empty position.
 	Phase string
+	// Epoch, with leases, is the stream hand-over a stream position belongs
+	// to; 0 without leases.
+	Epoch int64
+	// Parent is, for a stream shard unit's position, the shard its shard
+	// was split from, if any.
+	Parent string
 	// After is, in the index and catch-up phases, the position up to which
 	// every commit is handled, except Pending of them.
 	After store.Position
@@ -124,9 +132,10 @@ func DescribeCheckpoint(position string, margin time.Duration) (CheckpointInfo, 
 		return describeIndex("index", ic), nil
 	case h.Phase == phaseCatchUp && h.Index != nil:
 		return describeIndex(phaseCatchUp, *h.Index), nil
-	case h.Phase == phaseStream && h.Stream != nil:
+	case (h.Phase == phaseStream || h.Phase == phaseRejoin) && h.Stream != nil:
 		s := h.Stream
-		info := CheckpointInfo{Phase: phaseStream, StreamARN: s.StreamARN, Shards: len(s.Shards), Finished: len(s.Finished), Aggregates: len(s.Aggregates)}
+		info := CheckpointInfo{Phase: h.Phase, StreamARN: s.StreamARN, Shards: len(s.Shards), Finished: len(s.Finished),
+			Aggregates: len(s.Aggregates), Epoch: s.Epoch, Parent: s.Parent}
 		if s.Resume > 0 {
 			info.HandledBefore = time.UnixMilli(s.Resume).Add(-margin).UTC()
 		}

@@ -289,7 +289,7 @@ func TestDescribeHybridCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := "20240101000000000:b"
-	h, err := newHybridSource(w, Subscription{Name: "h", Source: SourceStream}.withDefaults(), CheckpointAt(StartAtCommitID(from), time.Now()))
+	h, err := newHybridSource(w, Subscription{Name: "h", Source: SourceStream}.withDefaults(), CheckpointAt(StartAtCommitID(from), time.Now()), hybridMode{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,9 +39,13 @@ type subRunner struct {
 	health Health
 	// units are the units running, by name. With Leases nil, the one unit
 	// stays after it stopped, for Health.
-	units   map[string]*unit
-	stopErr error
-	stopRun context.CancelFunc
+	units map[string]*unit
+	// requestUnit, for a stream subscription in shards, is the shard unit
+	// that carries out operators' requests: the first by name of the
+	// units of the last balance round.
+	requestUnit string
+	stopErr     error
+	stopRun     context.CancelFunc
 }
 
 func (r *subRunner) setState(st State) {
@@ -139,10 +143,17 @@ func (r *subRunner) unitForLocked(aggregateID string) *unit {
 	if u := r.units[""]; u != nil {
 		return u
 	}
-	if r.bucketOf == nil {
+	if r.bucketOf != nil {
+		return r.units[bucketUnit(r.bucketOf(aggregateID))]
+	}
+	// Stream shard units: an aggregate's commits may come through any
+	// shard. The unit of the subscription first by name carries out
+	// requests, in whichever worker runs it; the others learn of them when
+	// they next meet the aggregate (see dispatcher.stillParked).
+	if r.requestUnit == "" {
 		return nil
 	}
-	return r.units[bucketUnit(r.bucketOf(aggregateID))]
+	return r.units[r.requestUnit]
 }
 
 // lag returns the commits read and not handled, and the age of the oldest
@@ -264,7 +275,11 @@ func (r *subRunner) newSource(u *unit, saved string) (source, error) {
 	case SourceIndex:
 		return newIndexSource(r.w, u.sub, saved)
 	case SourceStream, SourceAuto:
-		return newHybridSource(r.w, u.sub, saved)
+		mode := hybridMode{shard: u.shard}
+		if u.leased && u.name == "" {
+			mode.split, mode.epoch = true, u.checkpoint().Lease
+		}
+		return newHybridSource(r.w, u.sub, saved, mode)
 	}
 	return nil, fmt.Errorf("%w: subscription %q: source %v", ErrInvalidConfig, r.s.Name, r.s.Source)
 }

@@ -33,6 +33,14 @@ type streamCheckpoint struct {
 	// Aggregates holds the next version to handle of the aggregates handled
 	// after Resume − Margin.
 	Aggregates map[string]aggregateMark `json:"aggregates,omitempty"`
+	// Epoch, with leases, is the lease counter of the subscription's
+	// checkpoint (unit "") when the stream took over from the index: the
+	// shard units' checkpoints of an earlier epoch are left over from an
+	// earlier hand-over and are not used.
+	Epoch int64 `json:"epoch,omitempty"`
+	// Parent, in a shard unit's checkpoint, is the shard the unit's shard
+	// was split from, if any.
+	Parent string `json:"parent,omitempty"`
 }
 
 // maxFinishedShards caps the finished shards a checkpoint lists. A closed
@@ -60,6 +68,8 @@ type shardQueue struct {
 type streamTracker struct {
 	mu       sync.Mutex
 	arn      string
+	epoch    int64
+	parent   string
 	margin   time.Duration
 	shards   map[string]*shardQueue
 	lastAt   time.Time // the newest record's approximate creation time
@@ -72,6 +82,7 @@ type streamTracker struct {
 func newStreamTracker(arn string, margin time.Duration, clock func() time.Time, start streamCheckpoint) *streamTracker {
 	t := &streamTracker{arn: arn, margin: margin, shards: map[string]*shardQueue{},
 		byPos: map[store.Position][]*recSlot{}, aggs: map[string]handledAgg{}, ages: map[store.Position]int64{}}
+	t.epoch, t.parent = start.Epoch, start.Parent
 	if start.Resume > 0 {
 		t.lastAt = time.UnixMilli(start.Resume)
 	} else {
@@ -201,7 +212,7 @@ func (t *streamTracker) checkpoint() streamCheckpoint {
 	// With nothing pending, everything read is handled: Resume is the
 	// newest record read (not now, which would move an idle checkpoint
 	// every interval, and claim records not read yet).
-	cp := streamCheckpoint{StreamARN: t.arn, Shards: map[string]string{}, Resume: t.lastAt.UnixMilli()}
+	cp := streamCheckpoint{StreamARN: t.arn, Shards: map[string]string{}, Resume: t.lastAt.UnixMilli(), Epoch: t.epoch, Parent: t.parent}
 	for id, q := range t.shards {
 		i := 0
 		for i < len(q.slots) && q.slots[i].done {
@@ -269,6 +280,7 @@ type streamSource struct {
 	rd         *streamreader.Reader
 	track      *streamTracker
 	start      streamreader.Position
+	shard      string                  // the one shard read (a shard unit), or "" for every shard
 	held       map[string][]heldCommit // under h.mu
 	positioned chan struct{}           // closed once the first shards hold iterators
 	// holding counts the held commits, for lag reports that must not wait
@@ -277,7 +289,8 @@ type streamSource struct {
 }
 
 func (h *hybridSource) newStreamSource(arn string, start streamCheckpoint, initial streamtypes.ShardIteratorType) (*streamSource, error) {
-	st := &streamSource{positioned: make(chan struct{}), h: h, arn: arn, track: newStreamTracker(arn, h.s.Stream.Margin, h.w.cfg.Clock, start), held: map[string][]heldCommit{}}
+	st := &streamSource{positioned: make(chan struct{}), h: h, arn: arn, shard: h.shard,
+		track: newStreamTracker(arn, h.s.Stream.Margin, h.w.cfg.Clock, start), held: map[string][]heldCommit{}}
 	st.start = start.position()
 	if start.StreamARN != arn {
 		st.start = streamreader.Position{StreamARN: arn}
@@ -299,7 +312,9 @@ func (h *hybridSource) newStreamSource(arn string, start streamCheckpoint, initi
 }
 
 // run reads the stream until ctx ends or it cannot go on (trimmed data, a
-// gone stream: errors the hybrid source recovers from).
+// gone stream: errors the hybrid source recovers from). Reading one shard,
+// it returns errShardFinished once the shard is read to its end and every
+// commit held for a gap has been delivered.
 func (st *streamSource) run(ctx context.Context) error {
 	flushDone := make(chan struct{})
 	fctx, stopFlush := context.WithCancel(ctx)
@@ -311,7 +326,39 @@ func (st *streamSource) run(ctx context.Context) error {
 		stopFlush()
 		<-flushDone
 	}()
-	return st.rd.Run(ctx, st.start, st.onRecord)
+	if st.shard == "" {
+		return st.rd.Run(ctx, st.start, st.onRecord)
+	}
+	if slices.Contains(st.start.Finished, st.shard) {
+		return errShardFinished
+	}
+	if err := st.rd.RunShard(ctx, st.shard, st.start.Shards[st.shard], st.onRecord); err != nil {
+		return err
+	}
+	// The shard is read: nothing will come to fill the gaps of commits held,
+	// but a child shard may; deliver them now, repairing from the table, so
+	// that the shard counts as finished.
+	stopFlush()
+	<-flushDone
+	if err := st.flushAll(ctx); err != nil {
+		return err
+	}
+	return errShardFinished
+}
+
+// flushAll delivers every commit held for a gap, repairing from the table.
+func (st *streamSource) flushAll(ctx context.Context) error {
+	for {
+		st.h.mu.Lock()
+		n := len(st.held)
+		st.h.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		if err := st.flush(ctx, st.h.w.cfg.Clock().Add(24*time.Hour)); err != nil {
+			return err
+		}
+	}
 }
 
 // onRecord takes one record from a shard reader.

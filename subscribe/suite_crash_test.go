@@ -98,7 +98,7 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub := Subscription{Name: "crash", Handler: handler, Concurrency: 16, CheckpointInterval: 200 * time.Millisecond}
+	sub := Subscription{Name: "crash", Handler: handler, Concurrency: crashConcurrency, CheckpointInterval: 200 * time.Millisecond}
 	h.configure(&sub, suiteTuning)
 	if err := w.Register(sub); err != nil {
 		t.Fatal(err)
@@ -107,6 +107,9 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// crashConcurrency is the crash child's Subscription.Concurrency.
+const crashConcurrency = 16
 
 type crashRun struct {
 	t       *testing.T
@@ -381,8 +384,14 @@ func checkCrashLog(t *testing.T, lines []logLine, written map[string]int64) {
 			}
 		}
 		if k > 0 {
-			if bound := handledAfterPenultimateCheckpoint(incarnations[:k]); dups > bound {
-				t.Fatalf("process %d re-delivered %d handled commits; only %d were handled after the second-to-last checkpoint saved", k, dups, bound)
+			// A handler logs its end before it returns and the worker
+			// learns it is handled: up to crashConcurrency ends logged
+			// before a checkpoint line may be outside that checkpoint.
+			if os.Getenv("CRASH_DEBUG") != "" {
+				t.Logf("process %d: %d duplicates, %d handled after the second-to-last checkpoint", k, dups, handledAfterPenultimateCheckpoint(incarnations[:k]))
+			}
+			if bound := handledAfterPenultimateCheckpoint(incarnations[:k]) + crashConcurrency; dups > bound {
+				t.Fatalf("process %d re-delivered %d handled commits; only %d were handled after the second-to-last checkpoint saved, or in flight then", k, dups, bound)
 			}
 		}
 		totalDups += dups

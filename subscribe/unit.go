@@ -18,10 +18,20 @@ import (
 type unitSpec struct {
 	name   string // checkpoint.Key.Unit
 	bucket string // the index bucket it reads; "" for every bucket
+	// A stream shard's unit: the shard, the shard it was split from (if
+	// any), and the epoch of the stream's hand-over it belongs to.
+	shard, parent string
+	epoch         int64
 }
 
 // bucketUnit returns the name of the unit of an index bucket.
 func bucketUnit(bucket string) string { return "bucket-" + bucket }
+
+// shardUnitPrefix starts the name of a stream shard's unit.
+const shardUnitPrefix = "shard-"
+
+// shardUnit returns the name of the unit of a stream shard.
+func shardUnit(shard string) string { return shardUnitPrefix + shard }
 
 // unit runs one unit of a subscription in this worker: its own checkpoint
 // key, source, dispatcher and checkpoint. Parked commits and operators'
@@ -52,11 +62,21 @@ type unit struct {
 	// (the subscription goes on).
 	releasing atomic.Bool
 
+	// startAfter, for a unit stolen from a live owner, is when that owner's
+	// lease, as seen when stolen, expires: the unit reads nothing before,
+	// so that the two never handle its commits at once.
+	startAfter time.Time
+
 	cpMu sync.Mutex
 	cp   checkpoint.Checkpoint // the checkpoint held, as last saved
 
 	lostMu sync.Mutex
 	lost   error // why the lease was lost; nil while held
+
+	// ended is why the source ended the unit by itself (errShardFinished,
+	// errSplit, errRejoin); nil otherwise. Set before the unit's run
+	// returns.
+	ended error
 }
 
 func (r *subRunner) newUnit(spec unitSpec, leased bool) *unit {
@@ -174,9 +194,25 @@ func (u *unit) run(ctx context.Context, cp checkpoint.Checkpoint, validUntil tim
 	}
 	defer endRenewal()
 
+	if wait := u.startAfter.Sub(r.w.cfg.Clock()); wait > 0 {
+		u.log.Info("stolen: waiting for the last owner's lease to expire before reading", "until", u.startAfter, "wait", wait)
+		sleep(readCtx, wait)
+	}
 	start := cp.Position
-	if start == "" && u.bucket != "" {
+	switch {
+	case start == "" && u.bucket != "":
 		start = u.seed(readCtx)
+	case u.shard != "":
+		start = u.seedShard(readCtx, start)
+	case u.leased && r.s.Source != SourceIndex:
+		start = u.rejoin(readCtx, start)
+	}
+	if readCtx.Err() != nil { // the stop began, or the lease was lost, while starting
+		endRenewal()
+		if u.leased && u.lostErr() == nil && !r.w.abandoned.Load() {
+			u.release(ctx, cp)
+		}
+		return nil
 	}
 	src, err := r.newSource(u, start)
 	if err != nil {
@@ -209,7 +245,15 @@ func (u *unit) run(ctx context.Context, cp checkpoint.Checkpoint, validUntil tim
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
-		if err := src.run(readCtx, d.submit); err != nil && readCtx.Err() == nil {
+		err := src.run(readCtx, d.submit)
+		switch {
+		case err == nil || readCtx.Err() != nil:
+		case errors.Is(err, errShardFinished) || errors.Is(err, errSplit) || errors.Is(err, errRejoin):
+			// The source is done with this unit: stop as at a clean stop.
+			u.ended = err
+			u.log.Info("the unit's part of the subscription is done; stopping it", "reason", err)
+			stopRead()
+		default:
 			r.stop(fmt.Errorf("subscribe: source of %s: %w", u.label(), err))
 		}
 	}()

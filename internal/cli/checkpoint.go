@@ -218,15 +218,21 @@ type checkpointView struct {
 	// key has no owner or is held without a lease (a claim, which does not
 	// expire).
 	Expires *time.Time `json:"expires"`
-	// Phase is the position's: index, catchup, stream, or "" for none.
+	// Phase is the position's: index, catchup, stream, rejoin, or "" for
+	// none.
 	Phase          string          `json:"phase"`
 	After          *store.Position `json:"after,omitempty"`
 	Pending        int             `json:"pending,omitempty"`
 	StreamARN      string          `json:"streamArn,omitempty"`
 	Shards         int             `json:"shards,omitempty"`
 	FinishedShards int             `json:"finishedShards,omitempty"`
-	Aggregates     int             `json:"aggregates,omitempty"`
-	HandledBefore  *time.Time      `json:"handledBefore,omitempty"`
+	// Epoch and ParentShard describe a leased stream subscription's
+	// checkpoints: the hand-over they belong to, and for a shard unit the
+	// shard its shard was split from.
+	Epoch         int64      `json:"epoch,omitempty"`
+	ParentShard   string     `json:"parentShard,omitempty"`
+	Aggregates    int        `json:"aggregates,omitempty"`
+	HandledBefore *time.Time `json:"handledBefore,omitempty"`
 	// LagSeconds is null when unknown.
 	LagSeconds    *float64        `json:"lagSeconds"`
 	CaughtUp      bool            `json:"caughtUp"`
@@ -284,6 +290,7 @@ func newCheckpointView(cp checkpoint.Checkpoint, head headState) checkpointView 
 	v.info = info
 	v.Phase, v.Pending, v.Aggregates = info.Phase, info.Pending, info.Aggregates
 	v.StreamARN, v.Shards, v.FinishedShards = info.StreamARN, info.Shards, info.Finished
+	v.Epoch, v.ParentShard = info.Epoch, info.Parent
 	if info.Phase == "index" || info.Phase == "catchup" {
 		after := info.After
 		v.After = &after
@@ -321,10 +328,19 @@ func (v checkpointView) summary() string {
 	switch info.Phase {
 	case "":
 		return "none yet (starts at its start point)"
-	case "stream":
-		s = fmt.Sprintf("stream: %d %s", info.Shards, plural(info.Shards, "shard", "shards"))
+	case "stream", "rejoin":
+		s = fmt.Sprintf("%s: %d %s", info.Phase, info.Shards, plural(info.Shards, "shard", "shards"))
 		if info.Finished > 0 {
 			s += fmt.Sprintf(", %d finished", info.Finished)
+		}
+		if info.Epoch > 0 {
+			s += fmt.Sprintf(", epoch %d", info.Epoch)
+		}
+		if info.Parent != "" {
+			s += ", split from " + info.Parent
+		}
+		if info.Phase == "rejoin" {
+			s += " (catching up through the index)"
 		}
 		return s
 	}

@@ -50,7 +50,7 @@
 //	eventstore_subscription_corrupt_items_total            counter    subscription                items of the commits table that are not well-formed commits, passed over
 //	eventstore_subscription_stream_records_ignored_total   counter    subscription                stream records passed over: not an insert of a commit (MODIFY, REMOVE, other items)
 //	eventstore_subscription_requests_total                 counter    subscription, kind, result  operators' requests carried out (kind replay or discard; result ok, or error when it failed)
-//	eventstore_subscription_leases_held                    gauge      subscription, unit          1 while this worker holds the unit's lease, 0 once it released or lost it
+//	eventstore_subscription_leases_held                    gauge      subscription, unit          1 while this worker holds the unit's lease, 0 once it released or lost it (a stream shard's series is removed instead)
 //	eventstore_subscription_lease_gains_total              counter    subscription                leases of units taken by this worker (free, expired, or stolen to balance the load)
 //	eventstore_subscription_lease_losses_total             counter    subscription                leases lost: taken by another worker or expired before renewal (releases not counted)
 //	eventstore_subscription_lease_renewal_failures_total   counter    subscription                lease renewals that failed and were retried

@@ -383,10 +383,15 @@ func (m *Metrics) OnLeaseGained(sub, unit string) {
 }
 
 // OnLeaseLost implements subscribe.HookLease: it sets leases_held of the
-// unit to 0 and, when err is not nil (the lease was lost, not released),
-// counts the loss.
+// unit to 0, or removes the series of a stream shard's unit ("shard-…":
+// shards come and go, and their series would pile up), and, when err is not
+// nil (the lease was lost, not released), counts the loss.
 func (m *Metrics) OnLeaseLost(sub, unit string, err error) {
-	m.leasesHeld.WithLabelValues(lv(sub), lv(unit)).Set(0)
+	if strings.HasPrefix(unit, "shard-") {
+		m.leasesHeld.DeleteLabelValues(lv(sub), lv(unit))
+	} else {
+		m.leasesHeld.WithLabelValues(lv(sub), lv(unit)).Set(0)
+	}
 	if err != nil {
 		m.leaseLosses.WithLabelValues(lv(sub)).Inc()
 	}
