@@ -132,6 +132,16 @@ type SubscriptionConfig struct {
 	// MaxAttempts bounds the calls of the handler for one commit, the
 	// first included, before Policy applies. Default 5.
 	MaxAttempts int `json:"maxAttempts,omitempty"`
+	// Settle is how far behind now the index is read
+	// (subscribe.IndexOptions.Settle); 0 means its default, 1 s.
+	Settle Duration `json:"settle,omitempty"`
+	// Overlap is how far behind that the index is read a second time, for
+	// commits that turn up late (subscribe.IndexOptions.Overlap); 0 means
+	// its default, 30 s.
+	Overlap Duration `json:"overlap,omitempty"`
+	// StreamMargin is the stream source's allowance for writers' clocks
+	// (subscribe.StreamOptions.Margin); 0 means its default, 10 s.
+	StreamMargin Duration `json:"streamMargin,omitempty"`
 }
 
 // HandlerConfig says what handles a subscription's commits.
@@ -246,6 +256,9 @@ var settings = []*setting{
 	{flag: "webhook-batch", path: "handler.batch", kind: kInt, def: "1", usage: "most commits `N` of one aggregate per webhook request; above 1 the body\nis {\"commits\":[…]}", sub: func(s *SubscriptionConfig) any { return &s.Handler.Batch }},
 	{flag: "concurrency", path: "concurrency", kind: kInt, def: strconv.Itoa(DefaultConcurrency), usage: "number `N` of aggregates handled at once", sub: func(s *SubscriptionConfig) any { return &s.Concurrency }},
 	{flag: "checkpoint-interval", path: "checkpointInterval", kind: kDuration, def: DefaultCheckpointInterval.String(), usage: "`DURATION` between checkpoint saves while the position moves; bounds\nthe duplicates after a crash", sub: func(s *SubscriptionConfig) any { return &s.CheckpointInterval }},
+	{flag: "settle", path: "settle", kind: kDuration, def: "1s", usage: "`DURATION` behind now that the commit-order index is read: commits\nturning up later than that are read by the overlap", sub: func(s *SubscriptionConfig) any { return &s.Settle }},
+	{flag: "overlap", path: "overlap", kind: kDuration, def: "30s", usage: "`DURATION` behind --settle that the index is read again for late\ncommits; a stream subscription's catch-up hands over to the stream\nabout --settle + --overlap + --stream-margin after it has caught up", sub: func(s *SubscriptionConfig) any { return &s.Overlap }},
+	{flag: "stream-margin", path: "streamMargin", kind: kDuration, def: "10s", usage: "`DURATION` the stream source allows for writers' clocks", sub: func(s *SubscriptionConfig) any { return &s.StreamMargin }},
 	{flag: "max-attempts", path: "maxAttempts", kind: kInt, def: strconv.Itoa(DefaultMaxAttempts), usage: "number `N` of handler calls for one commit, the first included, before\n--policy applies", sub: func(s *SubscriptionConfig) any { return &s.MaxAttempts }},
 }
 

@@ -74,7 +74,7 @@ func TestConfigDefaults(t *testing.T) {
 	s := p.subs[0]
 	if s.sub.Name != "g" || s.sub.Handler == nil || s.sub.Source != subscribe.SourceIndex || s.sub.Start != subscribe.StartBeginning ||
 		s.sub.Policy != subscribe.PolicyPark || s.sub.Concurrency != 8 || s.sub.CheckpointInterval != time.Second ||
-		s.sub.Retry.MaxAttempts != 5 {
+		s.sub.Retry.MaxAttempts != 5 || s.sub.Index.Settle != 0 || s.sub.Index.Overlap != 0 || s.sub.Stream.Margin != 0 { // subscribe's defaults
 		t.Errorf("Go handler's subscription: %+v", s.sub)
 	}
 	// A zero Config built in Go means the same.
@@ -185,6 +185,22 @@ func TestConfigOneSubscription(t *testing.T) {
 		s.sub.Start != subscribe.StartAtTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
 		t.Errorf("subscription: %+v %+v", s.conf, s.sub)
 	}
+	// The index and stream tuning, from flags, variables and a file.
+	p, err = resolveArgs(t, []string{"--settle", "250ms", "--stream-margin", "2s"}, map[string]string{
+		"EVENTSTORE_SUBSCRIPTION": "hooks", "EVENTSTORE_HANDLER": "stdout", "EVENTSTORE_OVERLAP": "4s"}, "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.subs[0].sub; got.Index.Settle != 250*time.Millisecond || got.Index.Overlap != 4*time.Second || got.Stream.Margin != 2*time.Second {
+		t.Errorf("settle %v, overlap %v, margin %v; want 250ms, 4s, 2s", got.Index.Settle, got.Index.Overlap, got.Stream.Margin)
+	}
+	p, err = resolveArgs(t, []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"f","overlap":"3s","handler":{"type":"stdout"}}]}`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.subs[0].sub.Index.Overlap; got != 3*time.Second {
+		t.Errorf("overlap from the file %v, want 3s", got)
+	}
 	// A flag given wins over the variable, for the secret too.
 	p, err = resolveArgs(t, []string{"--webhook-secret", "from-flag"}, env, "", Options{})
 	if err != nil {
@@ -266,6 +282,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"policy", with(stdout, "--policy", "retry"), nil, "", Options{}, `--policy "retry": want park, stop or skip`},
 		{"concurrency", with(stdout, "--concurrency", "0"), nil, "", Options{}, "--concurrency 0: want 1 to 1000"},
 		{"checkpoint interval", with(stdout, "--checkpoint-interval", "0s"), nil, "", Options{}, "--checkpoint-interval 0s: want a positive duration"},
+		{"overlap", with(stdout, "--overlap", "-1s"), nil, "", Options{}, "--overlap -1s: want 0 (the default) or a positive duration"},
+		{"stream margin", stdout, map[string]string{"EVENTSTORE_STREAM_MARGIN": "-5s"}, "", Options{}, "EVENTSTORE_STREAM_MARGIN=-5s"},
 		{"max attempts", with(stdout, "--max-attempts", "0"), nil, "", Options{}, "--max-attempts 0: want 1 or more"},
 		{"batch for a Go handler", []string{"--webhook-batch", "5"}, nil, "", goOpts, "--webhook-batch 5: the Go handler takes one commit at a time"},
 		{"Go handler twice", nil, nil, "", Options{Handlers: goOpts.Handlers, BatchHandlers: map[string]subscribe.BatchHandler{"g": nil}}, `Options.BatchHandlers "g": also in Options.Handlers`},

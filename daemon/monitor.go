@@ -202,6 +202,19 @@ func (m *monitor) update() []subscribe.Health {
 			t.behindSince = now
 		}
 	}
+	// Forget units this process no longer runs (handed over, or a stream
+	// shard read to its end), so that the tracks stay as many as the units.
+	if len(m.subs) > len(hs) {
+		seen := make(map[string]bool, len(hs))
+		for _, h := range hs {
+			seen[trackKey(h)] = true
+		}
+		for k := range m.subs {
+			if !seen[k] {
+				delete(m.subs, k)
+			}
+		}
+	}
 	return hs
 }
 

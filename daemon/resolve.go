@@ -460,6 +460,20 @@ func checkSub(e *subEntry, env func(string) string, opts Options, goNames []stri
 		return planSub{}, e.at("checkpointInterval").errAt(c.CheckpointInterval.String(), "want a positive duration")
 	}
 	sub.CheckpointInterval = time.Duration(c.CheckpointInterval)
+	for _, d := range []struct {
+		path string
+		v    Duration
+		to   *time.Duration
+	}{
+		{"settle", c.Settle, &sub.Index.Settle},
+		{"overlap", c.Overlap, &sub.Index.Overlap},
+		{"streamMargin", c.StreamMargin, &sub.Stream.Margin},
+	} {
+		if d.v < 0 {
+			return planSub{}, e.at(d.path).errAt(d.v.String(), "want 0 (the default) or a positive duration")
+		}
+		*d.to = time.Duration(d.v)
+	}
 	if c.MaxAttempts == 0 && !explicit("maxAttempts") {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
