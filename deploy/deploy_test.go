@@ -157,7 +157,7 @@ func TestJSONFilesAreValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{tablesTemplate, iamTemplate, "iam/writer-policy.json", "iam/worker-policy.json", "iam/operator-policy.json"} {
+	for _, want := range []string{tablesTemplate, iamTemplate, workerTemplate, "iam/writer-policy.json", "iam/worker-policy.json", "iam/operator-policy.json"} {
 		if !slices.Contains(found, want) {
 			t.Errorf("%s is missing", want)
 		}
@@ -170,11 +170,11 @@ var subVariable = regexp.MustCompile(`\$\{([^!}][^}]*)\}`)
 
 // TestTemplatesAreWellFormed checks each template's sections, and that every
 // Ref, Fn::GetAtt and Fn::Sub variable names something the template or
-// CloudFormation defines: a typo there is valid JSON that fails only at
-// deployment.
+// CloudFormation defines, and every condition used is defined: a typo
+// there is valid JSON that fails only at deployment.
 func TestTemplatesAreWellFormed(t *testing.T) {
 	t.Parallel()
-	for _, path := range []string{tablesTemplate, iamTemplate} {
+	for _, path := range []string{tablesTemplate, iamTemplate, workerTemplate} {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			t.Parallel()
 			tpl, raw := loadTemplate(t, path)
@@ -204,8 +204,43 @@ func TestTemplatesAreWellFormed(t *testing.T) {
 			for _, problem := range badReferences(raw, known, func(id string) bool { _, ok := tpl.Resources[id]; return ok }) {
 				t.Error(problem)
 			}
+			conditions, _ := raw["Conditions"].(map[string]any)
+			for _, name := range conditionsUsed(raw) {
+				if _, ok := conditions[name]; !ok {
+					t.Errorf("condition %q is not defined", name)
+				}
+			}
 		})
 	}
+}
+
+// conditionsUsed lists the conditions v names: resources' and outputs'
+// Condition, Fn::If's first argument, and the Condition function of
+// conditions.
+func conditionsUsed(v any) []string {
+	var out []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		case map[string]any:
+			if name, ok := v["Condition"].(string); ok {
+				out = append(out, name)
+			}
+			if args, ok := v["Fn::If"].([]any); ok && len(args) == 3 {
+				name, _ := args[0].(string)
+				out = append(out, name)
+			}
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	return out
 }
 
 // badReferences lists the Refs, Fn::GetAtts and Fn::Sub variables under v

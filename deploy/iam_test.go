@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -126,25 +130,32 @@ var permissions = []permission{
 
 	// The stream source (subscribe.StreamsAPI, subscribe.TableDescriber):
 	// subscribe/hybrid.go finds the table's current stream, and
-	// subscribe/internal/streamreader reads it.
+	// subscribe/internal/streamreader reads it. The worker daemon runs it
+	// for its stream and auto subscriptions; the CLI's tail --follow
+	// --source stream|auto (internal/cli/tail.go) runs the same source,
+	// with Config.Streams and Config.Tables set.
 	{tableDescriber, "DescribeTable", "commits", "dynamodb:DescribeTable", commitsTable, worker | operator,
 		"subscribe/hybrid.go: waitStreamARN, the table's LatestStreamArn"},
-	{streamsAPI, "DescribeStream", "commits", "dynamodb:DescribeStream", commitsStreams, worker,
+	{streamsAPI, "DescribeStream", "commits", "dynamodb:DescribeStream", commitsStreams, worker | operator,
 		"subscribe/internal/streamreader: list the stream's shards"},
-	{streamsAPI, "GetShardIterator", "commits", "dynamodb:GetShardIterator", commitsStreams, worker,
+	{streamsAPI, "GetShardIterator", "commits", "dynamodb:GetShardIterator", commitsStreams, worker | operator,
 		"subscribe/internal/streamreader: start reading a shard"},
-	{streamsAPI, "GetRecords", "commits", "dynamodb:GetRecords", commitsStreams, worker,
+	{streamsAPI, "GetRecords", "commits", "dynamodb:GetRecords", commitsStreams, worker | operator,
 		"subscribe/internal/streamreader: read a shard"},
+}
+
+// wholeInterface is an interface a role calls every method of, on one
+// table.
+type wholeInterface struct {
+	by    role
+	api   reflect.Type
+	table string
 }
 
 // wholeInterfaces are the interfaces a role calls every method of, on one
 // table: each method needs a row of permissions for that role. (The worker
 // makes only some of the store's and the checkpoint store's calls.)
-var wholeInterfaces = []struct {
-	by    role
-	api   reflect.Type
-	table string
-}{
+var wholeInterfaces = []wholeInterface{
 	{writer, storeAPI, "commits"},
 	{operator, storeAPI, "commits"},
 	{operator, storeTableAPI, "commits"},
@@ -152,6 +163,9 @@ var wholeInterfaces = []struct {
 	{operator, checkpointAPI, "checkpoints"},
 	{worker, streamsAPI, "commits"},
 	{worker, tableDescriber, "commits"},
+	// eventstore tail --follow --source stream|auto.
+	{operator, streamsAPI, "commits"},
+	{operator, tableDescriber, "commits"},
 }
 
 // TestPermissionsCoverTheCode checks the permissions table against the
@@ -181,6 +195,86 @@ func TestPermissionsCoverTheCode(t *testing.T) {
 			}
 		}
 	}
+}
+
+// streamSourceRunners are the packages that run the stream source, with
+// the role each runs as: they set subscribe.Config.Streams (and Tables).
+// The daemon does for its stream and auto subscriptions; the CLI for
+// tail --follow --source stream|auto.
+var streamSourceRunners = []struct {
+	by  role
+	dir string
+}{
+	{worker, "../daemon"},
+	{operator, "../internal/cli"},
+}
+
+// TestStreamGrantsFollowTheCode checks that a role calls the stream
+// source's interfaces whole exactly when the code it runs sets
+// subscribe.Config's Streams and Tables: a package that stops (or starts)
+// reading the stream fails here until wholeInterfaces, and so the
+// policies, follow.
+func TestStreamGrantsFollowTheCode(t *testing.T) {
+	t.Parallel()
+	for _, r := range streamSourceRunners {
+		for _, f := range []struct {
+			field string
+			api   reflect.Type
+		}{{"Streams", streamsAPI}, {"Tables", tableDescriber}} {
+			sets, err := setsField(r.dir, f.field)
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole := slices.ContainsFunc(wholeInterfaces, func(w wholeInterface) bool {
+				return w.by == r.by && w.api == f.api
+			})
+			switch {
+			case len(sets) != 0 && !whole:
+				t.Errorf("%s sets .%s (%s), so the %s calls %s: add it to wholeInterfaces", r.dir, f.field, sets[0], r.by, f.api)
+			case len(sets) == 0 && whole:
+				t.Errorf("%s no longer sets .%s: the %s does not call %s, and its policy should not allow it", r.dir, f.field, r.by, f.api)
+			}
+		}
+	}
+}
+
+// setsField returns where the Go files of dir (tests left out) assign to a
+// field named field, as x.field = … or in a composite literal.
+func setsField(dir, field string) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return nil, err
+	}
+	fset := token.NewFileSet()
+	var out []string
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return nil, err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.AssignStmt:
+				for _, lhs := range n.Lhs {
+					if sel, ok := lhs.(*ast.SelectorExpr); ok && sel.Sel.Name == field {
+						out = append(out, fset.Position(sel.Pos()).String())
+					}
+				}
+			case *ast.KeyValueExpr:
+				if id, ok := n.Key.(*ast.Ident); ok && id.Name == field {
+					out = append(out, fset.Position(id.Pos()).String())
+				}
+			}
+			return true
+		})
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%s: no Go files", dir)
+	}
+	return out, nil
 }
 
 func (r role) String() string {
