@@ -31,10 +31,11 @@ type leaseManager struct {
 	mu   sync.Mutex
 	errs []error // final saves that failed at the stop
 
-	// A stream subscription's: the reader that lists the shards, and
-	// whether a shard unit found that the stream cannot give its records.
-	rd           *streamreader.Reader
-	rejoinWanted atomic.Bool
+	// A stream subscription's: the reader that lists the shards, and, when
+	// a shard unit found that the stream cannot give its records, the
+	// epoch of that unit plus one (0: none).
+	rd        *streamreader.Reader
+	rejoinFor atomic.Int64
 
 	// claims are the units seen held by Claim (an owner with no expiry),
 	// as first seen unchanged; only the manager's goroutine touches it.
@@ -291,7 +292,7 @@ func (m *leaseManager) take(ctx context.Context, spec unitSpec, seen checkpoint.
 		err := u.run(uctx, cp, started.Add(m.opts.Duration))
 		u.remove()
 		if errors.Is(u.ended, errRejoin) {
-			m.rejoinWanted.Store(true)
+			m.rejoinFor.Store(spec.epoch + 1)
 		}
 		if err != nil {
 			if ctx.Err() == nil && !u.releasing.Load() {

@@ -275,9 +275,13 @@ func (m *leaseManager) streamSpecs(ctx context.Context, all map[string]checkpoin
 		return nil, true // the hand-over is finishing, or a catch-up starting
 	}
 	ws := *h.Stream
-	if m.rejoinWanted.Load() {
+	switch m.rejoinFor.Load() {
+	case 0:
+	case ws.Epoch + 1:
 		m.startRejoin(ctx, whole, ws)
 		return nil, true
+	default: // wanted in an earlier epoch, which has ended since
+		m.rejoinFor.Store(0)
 	}
 	shards, err := m.shards(ctx, ws.StreamARN)
 	if errors.Is(err, streamreader.ErrStreamGone) {
@@ -379,7 +383,7 @@ func (m *leaseManager) startRejoin(ctx context.Context, whole checkpoint.Checkpo
 		r.log.Warn("writing the subscription's catch-up failed", "err", err)
 		return
 	}
-	m.rejoinWanted.Store(false)
+	m.rejoinFor.Store(0)
 	if setter, ok := r.w.cfg.Checkpoints.(checkpoint.Setter); ok {
 		if err := setter.Release(ctx, cp); err != nil {
 			r.log.Warn("releasing the subscription's checkpoint failed; its lease expires by itself", "err", err)

@@ -274,6 +274,9 @@ func TestStreamShardTrimmedRejoinsTheIndex(t *testing.T) {
 		}
 	}
 	e.rec.check(t, e.want)
+	if _, h := e.whole(t); h.Phase != phaseStream || h.Stream == nil || h.Stream.Epoch != next {
+		t.Fatalf("after the catch-up the subscription left epoch %d again: %+v", next, h)
+	}
 	t.Logf("epoch %d, then %d; %d duplicates", epoch, next, e.rec.duplicates)
 }
 
