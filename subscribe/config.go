@@ -197,22 +197,27 @@ type Config struct {
 //
 // # Balance
 //
-// Every BalanceEvery, each worker lists its subscription's unit
-// checkpoints (checkpoint.Lister). A unit with no owner, or whose lease
-// has expired (checkpoint.Checkpoint.Live is false at Config.Clock's
-// time), is free. The owners are the distinct owners of live leases, plus
-// the worker itself; the target is the number of units divided by the
-// number of owners, rounded up. A worker that holds fewer units than the
-// target takes free units (checkpoint.Leaser.Take), in random order,
-// until it holds the target; when none is free, it steals one unit, at
-// most one per round, from the owner that holds the most, and only if
-// that owner holds at least two more than itself. A worker that holds
-// more than the target releases one unit per round (it drains, saves and
-// releases it, as at a clean stop), which a worker below the target then
-// takes. Each steal or hand-over narrows the gap between two workers, so
-// the layout settles, with no unit moving once every unit is held and every
-// worker holds the target or one less: three workers on six units settle at
-// two each, on seven units at three, two and two.
+// Every BalanceEvery, each worker renews its membership record under the
+// subscription (a lease on the unit "member:" followed by its Owner, see
+// IsMemberUnit; deleted at a clean stop) and lists the subscription's
+// checkpoints (checkpoint.Lister). A unit with no owner, or whose lease has
+// expired (checkpoint.Checkpoint.Live is false at Config.Clock's time), is
+// free. The owners are the owners of live leases and of live memberships,
+// the worker itself included; the target is the number of units divided
+// by the number of owners, rounded up. A worker that holds fewer units
+// than the target takes free units (checkpoint.Leaser.Take), in random
+// order, until it holds the target. A worker that holds more than the
+// target releases one unit per round (it drains, saves and releases it, as
+// at a clean stop), which a worker below the target then takes: so a
+// worker that joins is given units within a few rounds, with no steal and
+// no duplicate. Only when no unit is free and an owner that holds at least
+// two units more than the worker has given none back for three rounds in a
+// row (it does not balance: it hangs, or runs an older version) does the
+// worker steal one of its units, at most one per round. Each hand-over
+// narrows the gap between two workers, so the layout settles, with no unit
+// moving once every unit is held and every worker holds the target or one
+// less: three workers on six units settle at two each, on seven units at
+// three, two and two.
 //
 // # Renewal and loss
 //

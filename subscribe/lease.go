@@ -3,9 +3,12 @@ package subscribe
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,7 +43,46 @@ type leaseManager struct {
 	// claims are the units seen held by Claim (an owner with no expiry),
 	// as first seen unchanged; only the manager's goroutine touches it.
 	claims map[string]claimSeen
+
+	// member is this worker's membership record, as last taken or renewed
+	// (Lease 0: not held). Only the manager's goroutine touches it.
+	member checkpoint.Checkpoint
+	// stall is, per owner that holds at least two units more than this
+	// worker, how many rounds in a row it has not given any back, and how
+	// many it held; only the manager's goroutine touches it.
+	stall map[string]stallSeen
 }
+
+// stallSeen is an owner above this worker by two units or more, as seen.
+type stallSeen struct{ held, rounds int }
+
+// memberUnitPrefix starts the unit name of a worker's membership record.
+const memberUnitPrefix = "member:"
+
+// IsMemberUnit reports whether a checkpoint's unit name (checkpoint.Key.Unit)
+// is a worker's membership record rather than a unit of work. With
+// Config.Leases, each worker keeps such a record under each subscription
+// it runs, "member:" followed by its Owner, leased as units are and
+// renewed every balance round, so that the others count it among the
+// owners while it holds no unit yet; it is deleted at a clean stop. It has
+// no position.
+func IsMemberUnit(unit string) bool { return strings.HasPrefix(unit, memberUnitPrefix) }
+
+// memberUnit returns the unit name of owner's membership record: the
+// prefix and the owner, or for an owner too long for a unit name, the
+// prefix and the owner's SHA-256.
+func memberUnit(owner string) string {
+	if len(memberUnitPrefix)+len(owner) > checkpoint.MaxNameBytes {
+		sum := sha256.Sum256([]byte(owner))
+		return memberUnitPrefix + hex.EncodeToString(sum[:])
+	}
+	return memberUnitPrefix + owner
+}
+
+// stallRounds is how many balance rounds in a row an owner two units or
+// more above this worker must have given none back before this worker
+// steals one from it.
+const stallRounds = 3
 
 // claimSeen is a unit held by Claim, as seen: its owner, lease counter and
 // last save, and when the manager first saw them so.
@@ -110,10 +152,76 @@ func (m *leaseManager) run(ctx context.Context) error {
 		case <-ctx.Done():
 			m.r.setState(StateStopping)
 			m.wg.Wait()
+			m.leave(ctx)
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			return errors.Join(m.errs...)
 		case <-t.C:
+		}
+	}
+}
+
+// announce takes or renews this worker's membership record, so that the
+// other workers count it among the owners even while it holds no unit,
+// and give units back to it rather than have it steal them. The record's
+// lease lasts Duration plus two balance rounds, renewed every round. A
+// failure is logged; the round goes on.
+func (m *leaseManager) announce(ctx context.Context) {
+	r := m.r
+	d := m.opts.Duration + 2*m.opts.BalanceEvery
+	if m.member.Lease > 0 {
+		cp, err := r.w.leaser.Renew(ctx, m.member, d)
+		if err == nil {
+			m.member = cp
+			return
+		}
+		if !isLost(err) {
+			if ctx.Err() == nil {
+				r.log.Warn("renewing this worker's membership failed", "err", err)
+			}
+			return
+		}
+		m.member = checkpoint.Checkpoint{}
+	}
+	key := checkpoint.Key{Subscription: r.s.Name, Unit: memberUnit(r.w.cfg.Owner)}
+	seen, err := r.w.cfg.Checkpoints.Load(ctx, key)
+	if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
+		if ctx.Err() == nil {
+			r.log.Warn("reading this worker's membership failed", "err", err)
+		}
+		return
+	}
+	cp, err := r.w.leaser.Take(ctx, key, r.w.cfg.Owner, seen, d)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("announcing this worker failed", "err", err)
+		}
+		return
+	}
+	m.member = cp
+}
+
+// leave deletes this worker's membership record at a clean stop (releasing
+// it without a checkpoint.Deleter), so that the others stop counting it.
+func (m *leaseManager) leave(ctx context.Context) {
+	if m.member.Lease == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.r.w.cfg.FinalSaveTimeout)
+	defer cancel()
+	setter, ok := m.r.w.cfg.Checkpoints.(checkpoint.Setter)
+	if !ok {
+		return
+	}
+	if err := setter.Release(ctx, m.member); err != nil {
+		m.r.log.Debug("releasing this worker's membership failed; it expires by itself", "err", err)
+		return
+	}
+	if d, ok := m.r.w.cfg.Checkpoints.(checkpoint.Deleter); ok {
+		cp := m.member
+		cp.Owner, cp.Expires = "", time.Time{}
+		if err := d.Delete(ctx, cp); err != nil {
+			m.r.log.Debug("deleting this worker's membership failed", "err", err)
 		}
 	}
 }
@@ -136,6 +244,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+	m.announce(ctx)
 	// A record that cannot be read leaves its unit looking free: a Take
 	// of it presents lease 0 and is refused if the unit exists.
 	listed := map[string]checkpoint.Checkpoint{}
@@ -209,7 +318,24 @@ func (m *leaseManager) balance(ctx context.Context) {
 		counts[cp.Owner]++
 		byOwner[cp.Owner] = append(byOwner[cp.Owner], spec.name)
 	}
-	owners := len(counts) + 1
+	// The owners are the live owners of units and the workers whose
+	// membership is live, this one included.
+	ownerSet := map[string]bool{self: true}
+	for o := range counts {
+		ownerSet[o] = true
+	}
+	for name, cp := range listed {
+		if !strings.HasPrefix(name, memberUnitPrefix) || cp.Owner == self {
+			continue
+		}
+		switch {
+		case cp.Live(now):
+			ownerSet[cp.Owner] = true
+		case cp.Owner == "" || now.Sub(cp.Expires) > m.opts.Duration:
+			m.forget(ctx, cp) // a worker gone for a while
+		}
+	}
+	owners := len(ownerSet)
 	target := (len(specs) + owners - 1) / owners
 	switch {
 	case mine < target:
@@ -225,18 +351,35 @@ func (m *leaseManager) balance(ctx context.Context) {
 		if mine >= target || len(free) > 0 {
 			return
 		}
-		// Nothing free: steal one unit from the owner holding the most, if
-		// it holds at least two more.
+		// Nothing free: the owners above their share give units back by
+		// themselves, one a round, since they count this worker. One that
+		// holds at least two more than this worker and has given none back
+		// for stallRounds rounds in a row has a unit stolen.
 		victim := ""
 		for o, n := range counts {
 			if c := cmp.Compare(n, counts[victim]); victim == "" || c > 0 || c == 0 && o < victim {
 				victim = o
 			}
 		}
-		if victim != "" && counts[victim] >= mine+2 {
+		if victim == "" || counts[victim] < mine+2 {
+			clear(m.stall)
+			return
+		}
+		if m.stall == nil {
+			m.stall = map[string]stallSeen{}
+		}
+		st := m.stall[victim]
+		if counts[victim] < st.held {
+			st.rounds = 0
+		}
+		st.held = counts[victim]
+		st.rounds++
+		m.stall[victim] = st
+		if st.rounds >= stallRounds {
 			names := byOwner[victim]
 			name := names[rand.N(len(names))]
 			m.take(ctx, byName[name], listed[name], victim)
+			delete(m.stall, victim)
 		}
 	case mine > target:
 		var names []string

@@ -363,6 +363,9 @@ func TestLeasesShareASubscription(t *testing.T) {
 		t.Fatalf("%d leases lost after the layout settled; want none", -losses)
 	}
 	for cp, err := range e.mem.List(context.Background(), "shared") {
+		if err == nil && IsMemberUnit(cp.Unit) {
+			t.Fatalf("after every worker stopped, the membership %s is left", cpString(cp))
+		}
 		if err != nil || cp.Owner != "" || cp.Position != strconv.Itoa(len(e.m.commits)) {
 			t.Fatalf("after every worker stopped: %s, %v; want released at the end", cpString(cp), err)
 		}
@@ -483,6 +486,9 @@ func (p *pausable) wait(renew bool) {
 }
 
 func (p *pausable) Renew(ctx context.Context, cp checkpoint.Checkpoint, d time.Duration) (checkpoint.Checkpoint, error) {
+	if IsMemberUnit(cp.Unit) && !p.paused.Load() {
+		return p.Mem.Renew(ctx, cp, d) // only the unit's renewals stall or fail
+	}
 	p.wait(true)
 	if p.fail.Load() {
 		return checkpoint.Checkpoint{}, p.renewErr
@@ -944,12 +950,13 @@ func testLeasesOnABucketedIndex(t *testing.T, cps checkpoint.Store) {
 
 // TestStolenUnitStartsAfterTheVictimStops injects the hazard of a steal: the
 // worker a unit is stolen from goes on handling it until its next renewal
-// or save tells it. w1 runs all six units, handling commits without pause,
-// and saves only every hour, so that only a renewal can tell it; then w2
-// steals three. For each unit, w2 handles nothing before w1's last handler
-// call for that unit has returned: the two never handle a unit's commits
-// at once, so per-aggregate order holds across the steal, and none is
-// handled twice.
+// or save tells it. w1 runs all six units, handling commits without pause;
+// it saves only every hour, so that only a renewal can tell it, and
+// balances only every hour, so that it never gives a unit back by itself;
+// then w2 steals three. For each unit, w2 handles nothing before w1's last
+// handler call for that unit has returned: the two never handle a unit's
+// commits at once, so per-aggregate order holds across the steal, and none
+// is handled twice.
 func TestStolenUnitStartsAfterTheVictimStops(t *testing.T) {
 	e := newLeaseEnv(t, 40000, 60, 6, LeaseOptions{Duration: 1200 * time.Millisecond, RenewEvery: 300 * time.Millisecond, BalanceEvery: 50 * time.Millisecond})
 	e.allow.Store(int64(len(e.m.commits)))
@@ -960,7 +967,12 @@ func TestStolenUnitStartsAfterTheVictimStops(t *testing.T) {
 	var mu sync.Mutex
 	calls := map[string][]call{} // by unit
 	record := func(owner string) func(*Config, *Subscription) {
-		return func(_ *Config, s *Subscription) {
+		return func(c *Config, s *Subscription) {
+			if owner == "w1" {
+				opts := *c.Leases
+				opts.BalanceEvery = time.Hour
+				c.Leases = &opts
+			}
 			s.CheckpointInterval = time.Hour
 			next := s.Handler
 			s.Handler = HandlerFunc(func(ctx context.Context, c Commit) error {
@@ -1012,6 +1024,9 @@ func TestStolenUnitStartsAfterTheVictimStops(t *testing.T) {
 	if stolen != 3 {
 		t.Fatalf("w2 handled commits of %d units; want the 3 it stole", stolen)
 	}
+	if losses := w1.log.losses(); len(losses) != 3 || !errors.Is(losses[0], checkpoint.ErrFenced) {
+		t.Fatalf("w1 lost %v; want three units taken from it", losses)
+	}
 	if len(e.rec.violations) > 0 {
 		t.Fatalf("order violations: %v", e.rec.violations[:min(5, len(e.rec.violations))])
 	}
@@ -1058,4 +1073,49 @@ func TestUnitHeldByClaimIsTakenOnceItStaysPut(t *testing.T) {
 	if e.rec.duplicates != 0 || e.rec.total != len(e.m.commits)-50 {
 		t.Fatalf("%d deliveries, %d duplicates; want the %d commits after the position, once", e.rec.total, e.rec.duplicates, len(e.m.commits)-50)
 	}
+}
+
+// TestJoiningWorkerIsGivenUnits: w1 runs all six units; w2 starts. w1
+// counts w2 by its membership record and gives three units back, one a
+// round, each drained, saved and released: no lease is stolen or lost, no
+// unit waits for a lease to expire, and nothing is handled twice. When w2
+// stops, its membership goes, and w1 takes the units back.
+func TestJoiningWorkerIsGivenUnits(t *testing.T) {
+	e := newLeaseEnv(t, 6000, 60, 6, LeaseOptions{Duration: 5 * time.Second, RenewEvery: time.Second, BalanceEvery: 50 * time.Millisecond})
+	e.allow.Store(int64(len(e.m.commits)))
+	w1 := e.start("w1", func(_ *Config, s *Subscription) { s.Handler = slowly(s.Handler) })
+	memWaitFor(t, func() bool { return e.balanced(6, w1) }, "w1 did not take the six units")
+	joined := time.Now()
+	w2 := e.start("w2", func(_ *Config, s *Subscription) { s.Handler = slowly(s.Handler) })
+	memWaitFor(t, func() bool { return e.balanced(3, w1, w2) }, "w1 did not give w2 three units")
+	if took := time.Since(joined); took >= e.opts.Duration {
+		t.Fatalf("w2 had its units after %v; want them handed over in balance rounds, not after a lease (%v)", took, e.opts.Duration)
+	} else {
+		t.Logf("three units handed over to the joining worker in %v", took.Round(time.Millisecond))
+	}
+	if err := w2.stop(); err != nil {
+		t.Fatal(err)
+	}
+	memWaitFor(t, func() bool { return e.balanced(6, w1) }, "w1 did not take the units back")
+	e.waitHandled(len(e.m.commits), "not every commit was handled")
+	if err := w1.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, lw := range []*leaseWorker{w1, w2} {
+		if l := lw.log.losses(); len(l) > 0 {
+			t.Fatalf("%s lost leases: %v", lw.owner, l)
+		}
+	}
+	if e.rec.duplicates != 0 || len(e.rec.violations) > 0 {
+		t.Fatalf("%d duplicates, order violations %v", e.rec.duplicates, e.rec.violations)
+	}
+}
+
+// slowly makes each call of h take a millisecond more, so that a backlog
+// lasts through a test's hand-overs.
+func slowly(h Handler) Handler {
+	return HandlerFunc(func(ctx context.Context, c Commit) error {
+		time.Sleep(time.Millisecond)
+		return h.Handle(ctx, c)
+	})
 }

@@ -355,10 +355,10 @@ func (m *leaseManager) forget(ctx context.Context, cp checkpoint.Checkpoint) {
 		return
 	}
 	if err := d.Delete(ctx, cp); err != nil && ctx.Err() == nil {
-		m.r.log.Debug("deleting a shard unit's checkpoint no longer needed failed", "unit", cp.Unit, "err", err)
+		m.r.log.Debug("deleting a checkpoint no longer needed failed", "unit", cp.Unit, "err", err)
 		return
 	}
-	m.r.log.Info("deleted the checkpoint of a shard unit no longer needed", "unit", cp.Unit)
+	m.r.log.Info("deleted a checkpoint no longer needed", "unit", cp.Unit)
 }
 
 // startRejoin writes phase rejoin to the whole checkpoint, seen as whole,

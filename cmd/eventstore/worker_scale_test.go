@@ -48,6 +48,9 @@ func (d *daemonEnv) owners(t testing.TB) map[string]string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if subscribe.IsMemberUnit(cp.Unit) {
+			continue
+		}
 		if cp.Live(now) {
 			out[cp.Unit] = cp.Owner
 		} else {
@@ -228,6 +231,9 @@ func (d *daemonEnv) positions(t testing.TB) map[string]store.Position {
 	for cp, err := range d.cps.List(t.Context(), scaleSubscribe) {
 		if err != nil {
 			t.Fatal(err)
+		}
+		if subscribe.IsMemberUnit(cp.Unit) {
+			continue
 		}
 		info, err := subscribe.DescribeCheckpoint(cp.Position, 0)
 		if err != nil {

@@ -325,6 +325,10 @@ func (v checkpointView) summary() string {
 	}
 	info := v.info
 	var s string
+	switch {
+	case subscribe.IsMemberUnit(v.Unit):
+		return "a worker's membership (no position)"
+	}
 	switch info.Phase {
 	case "":
 		return "none yet (starts at its start point)"

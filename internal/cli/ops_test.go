@@ -475,6 +475,10 @@ func TestCheckpointLeases(t *testing.T) {
 	if _, err := cps.Claim(ctx, checkpoint.Key{Subscription: "claimed"}, "worker-C"); err != nil {
 		t.Fatal(err)
 	}
+	// A worker's membership record under a subscription it runs.
+	if _, err := cps.Take(ctx, checkpoint.Key{Subscription: "member", Unit: "member:worker-M"}, "worker-M", checkpoint.Checkpoint{}, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
 
 	// list: the owner column says how long a lease has left, or since when
 	// it expired; a claim has no expiry.
@@ -484,6 +488,7 @@ func TestCheckpointLeases(t *testing.T) {
 		"live ":    {"worker-L (lease ", " left)"},
 		"gone ":    {"worker-G (expired 59m", " ago)"},
 		"claimed ": {"worker-C "},
+		"member ":  {"member:worker-M", "worker-M (lease ", "a worker's membership (no position)"},
 	} {
 		l := row(t, r.stdout, prefix)
 		for _, s := range has {
