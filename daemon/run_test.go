@@ -570,8 +570,12 @@ func TestRunReadyzReportsStoppedAndStuck(t *testing.T) {
 	ddbtest.Eventually(t, 30*time.Second, func() bool {
 		var code int
 		code, body = r.get(t, "/readyz")
-		_, headRead := r.metrics(t)["eventstore_daemon_head_commit_timestamp_seconds"]
-		return code == http.StatusServiceUnavailable && hanging.counts().hanging > 0 && headRead &&
+		m := r.metrics(t)
+		_, headRead := m["eventstore_daemon_head_commit_timestamp_seconds"]
+		// steady has caught up, or the clock advanced below would find it
+		// stalled while it still waits for the settle watermark.
+		steadyBehind, steadyKnown := m[`eventstore_daemon_subscription_behind{subscription="steady"}`]
+		return code == http.StatusServiceUnavailable && hanging.counts().hanging > 0 && headRead && steadyKnown && steadyBehind == 0 &&
 			strings.Contains(body, "fragile: stopped, not ready: subscribe: subscription \"fragile\" stopped at aggregate") &&
 			strings.Contains(body, "slow: running, ready")
 	}, "/readyz naming the stopped subscription, and slow waiting on its receiver; last body:\n%s", body)
