@@ -169,8 +169,10 @@ type Config struct {
 // of the stream is a unit, "shard-" followed by the shard id, with its own
 // checkpoint, and the lineage holds across workers: a shard becomes a unit
 // only once its parent is finished (read to its end and every commit from
-// it handled, by whichever worker) or gone from the stream, and a finished
-// shard is no longer one. A new shard unit starts from its parent's last
+// it handled, by whichever worker) or gone from the stream with nothing
+// read of it, and a finished shard is no longer one. A shard with records
+// owed that the stream no longer lists had them trimmed: the subscription
+// goes back to the index, as below. A new shard unit starts from its parent's last
 // checkpoint, or, for a shard of the hand-over, from the hand-over's. An
 // aggregate's commits stay in one shard at a time as long as DynamoDB
 // keeps its partition key in one table partition; if they come through two
@@ -207,10 +209,13 @@ type Config struct {
 // by the number of owners, rounded up. A worker that holds fewer units
 // than the target takes free units (checkpoint.Leaser.Take), in random
 // order, until it holds the target. A worker that holds more than the
-// target releases one unit per round (it drains, saves and releases it, as
-// at a clean stop), which a worker below the target then takes: so a
-// worker that joins is given units within a few rounds, with no steal and
-// no duplicate. Only when no unit is free and an owner that holds at least
+// target, or two units more than another owner, releases one unit per
+// round (it drains, saves and releases it, as at a clean stop, and leaves
+// it to others for three rounds), which a worker below the target then
+// takes: so a worker that joins is given units within a few rounds, with
+// no steal and no duplicate. A member that holds no unit while units stay
+// free for three rounds is not counted until it holds one (it cannot take
+// them). Only when no unit is free and an owner that holds at least
 // two units more than the worker has given none back for three rounds in a
 // row (it does not balance: it hangs, or runs an older version) does the
 // worker steal one of its units, at most one per round. Each hand-over

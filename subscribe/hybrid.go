@@ -51,6 +51,8 @@ var (
 	// errRejoin: the stream cannot give every commit (trimmed records, a
 	// gone stream); the subscription catches up through the index.
 	errRejoin = errors.New("subscribe: the stream cannot give every commit")
+	// errHandOverChanged: a shard unit's epoch ended before it started.
+	errHandOverChanged = errors.New("subscribe: the stream's hand-over changed")
 )
 
 // hybridMode says which part of a stream subscription a hybrid source runs.
@@ -207,6 +209,12 @@ func (h *hybridSource) checkpoint() (string, error) {
 	case h.phase == phaseCatchUp:
 		ic := h.idxStart
 		cp.Index = &ic
+	case h.str != nil && h.idx != nil && h.indexInFlight():
+		// The stream took over, but commits the index emitted are still
+		// being handled, and the stream's position knows nothing of them:
+		// until they are, a restart catches up through the index again.
+		ic := h.idx.track.checkpoint()
+		cp = hybridCheckpoint{Phase: phaseCatchUp, Index: &ic}
 	case h.str != nil:
 		sc := h.str.track.checkpoint()
 		cp.Stream = &sc
@@ -262,8 +270,15 @@ func (h *hybridSource) run(ctx context.Context, emit emitFunc) error {
 				return err
 			}
 			if h.split {
-				// The stream took over: stop reading it here, so that its
-				// shards are leased one by one from this checkpoint.
+				// The stream took over: once every commit the index emitted
+				// is handled (the stream's checkpoint knows nothing of
+				// them), stop reading the stream here, so that its shards
+				// are leased one by one from this checkpoint.
+				if err := h.waitIndexHandled(ctx); err != nil {
+					cancel()
+					<-h.strDone
+					return err
+				}
 				cancel()
 				<-h.strDone
 				return errSplit
@@ -305,9 +320,50 @@ func (h *hybridSource) run(ctx context.Context, emit emitFunc) error {
 		if !sleep(ctx, h.s.Index.PollMax) {
 			return ctx.Err()
 		}
+		// The commits in flight must be handled before the stream is read
+		// again: their records, read again, would be dropped as delivered
+		// and completed in the new reading, which could then save a
+		// position past them.
+		if err := waitHandled(ctx, stopped.track.inFlight, h.s.Index.PollMin); err != nil {
+			return err
+		}
+		sc = stopped.track.checkpoint()
 		h.omu.Lock()
 		h.strStart, h.str = sc, nil
 		h.omu.Unlock()
+	}
+}
+
+// indexInFlight reports whether commits the index catch-up emitted are not
+// handled yet. Called under h.omu.
+func (h *hybridSource) indexInFlight() bool {
+	n, _ := h.idx.track.inFlight()
+	return n > 0
+}
+
+// waitIndexHandled waits until every commit the index catch-up emitted is
+// handled, or ctx ends.
+func (h *hybridSource) waitIndexHandled(ctx context.Context) error {
+	h.omu.Lock()
+	idx := h.idx
+	h.omu.Unlock()
+	if idx == nil {
+		return nil
+	}
+	return waitHandled(ctx, idx.track.inFlight, h.s.Index.PollMin)
+}
+
+// waitHandled polls inFlight every interval until it reports none, or ctx
+// ends (ctx's error).
+func waitHandled(ctx context.Context, inFlight func() (int, int64), every time.Duration) error {
+	every = max(every, 10*time.Millisecond)
+	for {
+		if n, _ := inFlight(); n == 0 {
+			return nil
+		}
+		if !sleep(ctx, every) {
+			return ctx.Err()
+		}
 	}
 }
 

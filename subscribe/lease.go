@@ -47,6 +47,15 @@ type leaseManager struct {
 	// member is this worker's membership record, as last taken or renewed
 	// (Lease 0: not held). Only the manager's goroutine touches it.
 	member checkpoint.Checkpoint
+	// roundFailed: the last balance round did not get through (a failed
+	// listing); the membership is not renewed until one does.
+	roundFailed bool
+	// idle counts, per member holding no unit, the rounds it has left
+	// units free since it last held one.
+	idle map[string]int
+	// gaveBack are the units this worker released to balance the load,
+	// with the rounds for which it leaves them to others.
+	gaveBack map[string]int
 	// stall is, per owner that holds at least two units more than this
 	// worker, how many rounds in a row it has not given any back, and how
 	// many it held; only the manager's goroutine touches it.
@@ -244,7 +253,13 @@ func (m *leaseManager) balance(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	m.announce(ctx)
+	// A worker whose rounds fail does not renew its membership: counted
+	// as an owner, it would lower the others' targets and leave units
+	// free.
+	if !m.roundFailed {
+		m.announce(ctx)
+	}
+	m.roundFailed = true // until this round gets through
 	// A record that cannot be read leaves its unit looking free: a Take
 	// of it presents lease 0 and is refused if the unit exists.
 	listed := map[string]checkpoint.Checkpoint{}
@@ -263,6 +278,11 @@ func (m *leaseManager) balance(ctx context.Context) {
 		r.log.Warn("listing the subscription's leases failed", "err", listErr)
 	}
 	r.setErr(listErr)
+	if listErr != nil && r.s.Source != SourceIndex {
+		// A stream subscription's mode is told by its checkpoint without
+		// a unit: a listing that may lack it decides nothing.
+		return
+	}
 
 	now := r.w.cfg.Clock()
 	self := r.w.cfg.Owner
@@ -287,7 +307,8 @@ func (m *leaseManager) balance(ctx context.Context) {
 	// Units that are no longer units (a stream subscription changed mode)
 	// are handed over.
 	for name, h := range m.held {
-		if _, ok := byName[name]; !ok && !h.u.releasing.Load() && h.u.lostErr() == nil {
+		spec, ok := byName[name]
+		if (!ok || spec.epoch != h.u.epoch) && !h.u.releasing.Load() && h.u.lostErr() == nil {
 			h.u.releasing.Store(true)
 			h.u.log.Info("the subscription's units changed; stopping the unit")
 			h.cancel()
@@ -324,25 +345,63 @@ func (m *leaseManager) balance(ctx context.Context) {
 	for o := range counts {
 		ownerSet[o] = true
 	}
+	members := map[string]bool{}
 	for name, cp := range listed {
 		if !strings.HasPrefix(name, memberUnitPrefix) || cp.Owner == self {
 			continue
 		}
 		switch {
 		case cp.Live(now):
-			ownerSet[cp.Owner] = true
+			members[cp.Owner] = true
 		case cp.Owner == "" || now.Sub(cp.Expires) > m.opts.Duration:
 			m.forget(ctx, cp) // a worker gone for a while
 		}
 	}
+	// A member that holds nothing while units stay free round after round
+	// does not take them (its Takes fail, say): it is not counted, so that
+	// the others take the units.
+	if m.idle == nil {
+		m.idle = map[string]int{}
+	}
+	for o := range m.idle {
+		if !members[o] || counts[o] > 0 {
+			delete(m.idle, o)
+		}
+	}
+	for o := range members {
+		if counts[o] == 0 && len(free) > 0 {
+			m.idle[o]++ // reset only once it holds a unit
+		}
+		if m.idle[o] < stallRounds {
+			ownerSet[o] = true
+		}
+	}
+	m.roundFailed = false
 	owners := len(ownerSet)
 	target := (len(specs) + owners - 1) / owners
+	// The fewest units another owner holds: a member holding none counts.
+	fewest := -1
+	for o := range ownerSet {
+		if o != self && (fewest < 0 || counts[o] < fewest) {
+			fewest = counts[o]
+		}
+	}
+	for name, rounds := range m.gaveBack {
+		if rounds <= 1 {
+			delete(m.gaveBack, name)
+		} else {
+			m.gaveBack[name] = rounds - 1
+		}
+	}
 	switch {
 	case mine < target:
 		rand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
 		for _, name := range free {
 			if mine >= target || ctx.Err() != nil {
 				break
+			}
+			if m.gaveBack[name] > 0 {
+				continue // given back to a worker with fewer: leave it to it
 			}
 			if m.take(ctx, byName[name], listed[name], "") {
 				mine++
@@ -381,7 +440,9 @@ func (m *leaseManager) balance(ctx context.Context) {
 			m.take(ctx, byName[name], listed[name], victim)
 			delete(m.stall, victim)
 		}
-	case mine > target:
+	case mine > target || fewest >= 0 && mine >= fewest+2:
+		// Above the share, or two units above another owner (with 4 units
+		// and 3 owners the share is 2, and a joiner would hold none).
 		var names []string
 		for name, h := range m.held {
 			if !h.u.releasing.Load() && h.u.lostErr() == nil {
@@ -389,7 +450,12 @@ func (m *leaseManager) balance(ctx context.Context) {
 			}
 		}
 		slices.Sort(names)
-		h := m.held[names[rand.N(len(names))]]
+		name := names[rand.N(len(names))]
+		h := m.held[name]
+		if m.gaveBack == nil {
+			m.gaveBack = map[string]int{}
+		}
+		m.gaveBack[name] = stallRounds
 		h.u.releasing.Store(true)
 		h.u.log.Info("handing the unit over to balance the load", "held", mine, "target", target, "owners", owners)
 		h.cancel()
@@ -438,7 +504,10 @@ func (m *leaseManager) take(ctx context.Context, spec unitSpec, seen checkpoint.
 			m.rejoinFor.Store(spec.epoch + 1)
 		}
 		if err != nil {
-			if ctx.Err() == nil && !u.releasing.Load() {
+			// A unit ended by its source (a shard read, the stream's
+			// hand-over) is handed over like a released one: another
+			// worker takes it once its lease expires, from its last save.
+			if ctx.Err() == nil && !u.releasing.Load() && u.ended == nil {
 				r.stop(err)
 			} else if ctx.Err() != nil {
 				m.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -23,9 +24,11 @@ import (
 //   - shards: phase stream. The units are the stream's shards, "shard-"
 //     followed by the shard id, each with its own checkpoint. A shard is a
 //     unit once its parent is finished (read to its end and handled,
-//     whoever read it) or gone; a finished shard is no longer a unit. A
-//     shard unit with no position of the epoch starts from its parent's
-//     last position if it has one, else from the whole checkpoint.
+//     whoever read it) or gone with nothing read of it; a finished shard
+//     is no longer a unit. A shard with records owed that the stream no
+//     longer lists means trimmed records: a rejoin. A shard unit with no
+//     position of the epoch starts from its parent's last position if it
+//     has one, else from the whole checkpoint.
 //
 // A shard unit that finds the stream cannot give its records (trimmed, the
 // stream disabled or gone) ends with errRejoin; its lease manager then
@@ -78,22 +81,23 @@ func (u *unit) loadRetrying(ctx context.Context, key checkpoint.Key) (checkpoint
 
 // seedShard returns where a shard unit starts: its own position when it is
 // of the unit's epoch; else its parent's last position, if the parent was
-// finished in this epoch; else the whole checkpoint's. It returns "" when
-// the whole checkpoint is no longer of the epoch (the lease manager then
-// sorts the units out again) or ctx ended.
-func (u *unit) seedShard(ctx context.Context, saved string) string {
-	cp := checkpoint.Checkpoint{Position: saved}
-	if _, ok := shardPosition(cp, u.epoch); ok {
-		return saved
-	}
+// finished in this epoch; else the whole checkpoint's. ok is false when the
+// whole checkpoint is no longer in phase stream in the unit's epoch (the
+// unit then stops, and the lease manager sorts the units out again), or
+// ctx ended.
+func (u *unit) seedShard(ctx context.Context, saved string) (string, bool) {
 	whole, err := u.loadRetrying(ctx, checkpoint.Key{Subscription: u.r.s.Name})
 	if err != nil {
-		return ""
+		return "", false
 	}
-	ws, ok := shardPosition(whole, u.epoch)
-	if !ok {
-		u.log.Info("the stream's hand-over changed before the shard started; leaving it", "epoch", u.epoch)
-		return ""
+	wh, ok := decodeHybrid(whole.Position)
+	if !ok || wh.Phase != phaseStream || wh.Stream == nil || wh.Stream.Epoch != u.epoch {
+		u.log.Info("the stream's hand-over changed before the shard started; leaving it", "epoch", u.epoch, "phase", wh.Phase)
+		return "", false
+	}
+	ws := *wh.Stream
+	if _, ok := shardPosition(checkpoint.Checkpoint{Position: saved}, u.epoch); ok {
+		return saved, true
 	}
 	pos := streamCheckpoint{StreamARN: ws.StreamARN, Epoch: ws.Epoch, Parent: u.parent, Resume: ws.Resume, Aggregates: ws.Aggregates}
 	from := "the stream's hand-over"
@@ -103,7 +107,7 @@ func (u *unit) seedShard(ctx context.Context, saved string) string {
 	if u.parent != "" {
 		pcp, err := u.loadRetrying(ctx, checkpoint.Key{Subscription: u.r.s.Name, Unit: shardUnit(u.parent)})
 		if err != nil {
-			return ""
+			return "", false
 		}
 		if ps, ok := shardPosition(pcp, u.epoch); ok && slices.Contains(ps.Finished, u.parent) {
 			pos.Resume, pos.Aggregates, pos.Shards = ps.Resume, ps.Aggregates, nil
@@ -112,10 +116,10 @@ func (u *unit) seedShard(ctx context.Context, saved string) string {
 	}
 	b, err := json.Marshal(hybridCheckpoint{Phase: phaseStream, Stream: &pos})
 	if err != nil {
-		return ""
+		return "", false
 	}
 	u.log.Info("shard unit starts", "from", from, "parent", u.parent, "after", pos.Shards[u.shard])
-	return string(b)
+	return string(b), true
 }
 
 // rejoin returns where unit "" of a leased stream subscription starts. For
@@ -131,6 +135,10 @@ func (u *unit) rejoin(ctx context.Context, saved string) string {
 	r := u.r
 	ws := *h.Stream
 	var units []checkpoint.Checkpoint
+	// Two listings a balance round apart must find no shard unit held: a
+	// worker that listed the subscription before the rejoin was written may
+	// take a shard unit just after the first.
+	clean := 0
 	for {
 		units = units[:0]
 		var held []string
@@ -156,14 +164,18 @@ func (u *unit) rejoin(ctx context.Context, saved string) string {
 			return ""
 		}
 		if listErr == nil && len(held) == 0 {
-			break
+			if clean++; clean == 2 {
+				break
+			}
+		} else {
+			clean = 0
+			u.log.Info("waiting for the stream's shard units to stop before catching up", "held", held, "err", listErr)
 		}
-		u.log.Info("waiting for the stream's shard units to stop before catching up", "held", held, "err", listErr)
 		if !sleep(ctx, r.w.cfg.Leases.BalanceEvery) {
 			return ""
 		}
 	}
-	merged := mergeShards(ws, units, u.unlistedRoots(ctx, ws, units))
+	merged := mergeShards(ws, units, u.streamShards(ctx, ws.StreamARN))
 	p := timeFloor(time.UnixMilli(merged.Resume).Add(-r.s.Stream.Margin))
 	ic := indexCheckpoint{After: p, Sweep: p, Aggregates: merged.Aggregates}
 	b, err := json.Marshal(hybridCheckpoint{Phase: phaseCatchUp, Index: &ic})
@@ -174,50 +186,43 @@ func (u *unit) rejoin(ctx context.Context, saved string) string {
 	return string(b)
 }
 
-// unlistedRoots reports whether the stream lists a shard that no unit of
-// the epoch started and whose parent has no checkpoint either: its records
-// are owed from the hand-over's position on. A stream that cannot be listed
-// (gone, disabled) counts as having one only when no shard unit has a
-// checkpoint at all.
-func (u *unit) unlistedRoots(ctx context.Context, ws streamCheckpoint, units []checkpoint.Checkpoint) bool {
-	known := map[string]bool{}
-	for _, cp := range units {
-		known[strings.TrimPrefix(cp.Unit, shardUnitPrefix)] = true
-	}
-	for _, id := range ws.Finished {
-		known[id] = true
-	}
-	rd, err := streamreader.New(u.r.w.cfg.Streams, ws.StreamARN, streamreader.Options{Logger: u.log})
+// streamShards lists the shards of stream arn, a DISABLED stream's too,
+// or returns nil when it cannot (the stream is gone, or the call fails).
+func (u *unit) streamShards(ctx context.Context, arn string) []streamreader.Shard {
+	rd, err := streamreader.New(u.r.w.cfg.Streams, arn, streamreader.Options{Logger: u.log})
 	if err != nil {
-		return len(units) == 0
+		return nil
 	}
-	shards, err := rd.Shards(ctx)
+	shards, err := rd.ShardsOfDisabled(ctx)
 	if err != nil {
-		return len(units) == 0
+		u.log.Warn("listing the stream's shards failed; catching up from the stream's hand-over", "err", err)
+		return nil
 	}
-	for _, sh := range shards {
-		if !known[sh.ID] && (sh.ParentID == "" || !known[sh.ParentID]) {
-			return true
-		}
-	}
-	return false
+	return shards
 }
 
 // mergeShards returns the stream position from which a catch-up through
 // the index loses nothing that the shard units of ws's epoch did not
-// handle: the oldest Resume among the units still reading, the finished
-// units none of whose children started, the units that saved nothing yet
-// (they start from ws), and ws itself when rootsOwed; with, per aggregate,
-// the furthest version handled.
-func mergeShards(ws streamCheckpoint, units []checkpoint.Checkpoint, rootsOwed bool) streamCheckpoint {
-	started := map[string]bool{}
+// handle, given the stream's shards (nil when unknown); with, per
+// aggregate, the furthest version handled. It is the oldest Resume among:
+//   - the units still reading;
+//   - the finished units, unless the listing shows every child of theirs
+//     with a position of its own;
+//   - the units that saved nothing yet, the listed shards that no unit
+//     started and whose parent did not either, and, with no listing, any
+//     shard the units do not account for: ws's own, which they start from.
+func mergeShards(ws streamCheckpoint, units []checkpoint.Checkpoint, shards []streamreader.Shard) streamCheckpoint {
 	positions := map[string]streamCheckpoint{}
 	for _, cp := range units {
+		shard := strings.TrimPrefix(cp.Unit, shardUnitPrefix)
 		if s, ok := shardPosition(cp, ws.Epoch); ok {
-			positions[cp.Unit] = s
-			if s.Parent != "" {
-				started[s.Parent] = true
-			}
+			positions[shard] = s
+		}
+	}
+	children := map[string][]string{}
+	for _, sh := range shards {
+		if sh.ParentID != "" {
+			children[sh.ParentID] = append(children[sh.ParentID], sh.ID)
 		}
 	}
 	out := streamCheckpoint{StreamARN: ws.StreamARN, Epoch: ws.Epoch, Aggregates: map[string]aggregateMark{}}
@@ -226,8 +231,17 @@ func mergeShards(ws streamCheckpoint, units []checkpoint.Checkpoint, rootsOwed b
 			out.Resume = resume
 		}
 	}
-	if rootsOwed || len(units) == 0 {
-		older(ws.Resume)
+	switch {
+	case shards == nil:
+		older(ws.Resume) // shards the units do not account for may be owed from ws
+	default:
+		for _, sh := range shards {
+			_, started := positions[sh.ID]
+			_, parentStarted := positions[sh.ParentID]
+			if !started && !parentStarted && !slices.Contains(ws.Finished, sh.ID) {
+				older(ws.Resume) // no unit started it or its parent: it starts from ws
+			}
+		}
 	}
 	merge := func(aggs map[string]aggregateMark) {
 		for id, m := range aggs {
@@ -238,7 +252,8 @@ func mergeShards(ws streamCheckpoint, units []checkpoint.Checkpoint, rootsOwed b
 	}
 	merge(ws.Aggregates)
 	for _, cp := range units {
-		s, ok := positions[cp.Unit]
+		shard := strings.TrimPrefix(cp.Unit, shardUnitPrefix)
+		s, ok := positions[shard]
 		switch {
 		case !ok && cp.Position == "":
 			older(ws.Resume) // taken, nothing saved yet: it starts from ws
@@ -246,8 +261,13 @@ func mergeShards(ws streamCheckpoint, units []checkpoint.Checkpoint, rootsOwed b
 		case !ok:
 			continue // left over from an earlier epoch
 		}
-		shard := strings.TrimPrefix(cp.Unit, shardUnitPrefix)
-		if !slices.Contains(s.Finished, shard) || !started[shard] {
+		allStarted := shards != nil && len(children[shard]) > 0
+		for _, c := range children[shard] {
+			if _, ok := positions[c]; !ok {
+				allStarted = false
+			}
+		}
+		if !slices.Contains(s.Finished, shard) || !allStarted {
 			older(s.Resume)
 		}
 		merge(s.Aggregates)
@@ -273,6 +293,20 @@ func (m *leaseManager) streamSpecs(ctx context.Context, all map[string]checkpoin
 	}
 	if m.live("", whole, now) && (whole.Owner != r.w.cfg.Owner || m.held[""] != nil) {
 		return nil, true // the hand-over is finishing, or a catch-up starting
+	}
+	if whole.Owner != "" && whole.Expires.IsZero() && whole.Owner != r.w.cfg.Owner {
+		// Held by Claim and taken as abandoned: fence its holder (its next
+		// save fails) before reading the shards.
+		cp, err := r.w.leaser.Take(ctx, whole.Key, r.w.cfg.Owner, whole, m.opts.Duration)
+		if err == nil {
+			if setter, ok := r.w.cfg.Checkpoints.(checkpoint.Setter); ok {
+				err = setter.Release(ctx, cp)
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("taking the subscription's checkpoint from its holder without a lease failed", "err", err)
+		}
+		return nil, true
 	}
 	ws := *h.Stream
 	switch m.rejoinFor.Load() {
@@ -312,13 +346,26 @@ func (m *leaseManager) streamSpecs(ctx context.Context, all map[string]checkpoin
 		}
 		stale := !ok && cp.Position != ""
 		finished := ok && slices.Contains(s.Finished, id)
-		if !cp.Live(now) && m.held[name] == nil && (stale || (!listed[id] && (finished || cp.Position == ""))) {
+		// A finished shard the hand-over names keeps its checkpoint for the
+		// epoch: without it, the hand-over's position would look owed.
+		_, atHandOver := ws.Shards[id]
+		if !cp.Live(now) && m.held[name] == nil && (stale || (!listed[id] && (finished && !atHandOver || cp.Position == ""))) {
 			m.forget(ctx, cp)
 		}
 	}
 	finished := func(id string) bool {
 		s, ok := positions[id]
 		return ok && slices.Contains(s.Finished, id) || slices.Contains(ws.Finished, id)
+	}
+	// A shard with records owed (a position of the epoch, or one at the
+	// hand-over) that the stream no longer lists, and that is not
+	// finished, had its records trimmed: as a reader of it would be told.
+	for _, id := range slices.Concat(slices.Collect(maps.Keys(positions)), slices.Collect(maps.Keys(ws.Shards))) {
+		if !listed[id] && !finished(id) {
+			r.log.Warn("a shard with records owed is no longer in the stream; catching up through the index", "shard", id)
+			m.startRejoin(ctx, whole, ws)
+			return nil, true
+		}
 	}
 	var specs []unitSpec
 	for _, sh := range shards {

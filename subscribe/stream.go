@@ -66,10 +66,14 @@ type shardQueue struct {
 // handled, per shard in read order, and computes the checkpoint. It is safe
 // for concurrent use: shard readers add, handlers complete.
 type streamTracker struct {
-	mu       sync.Mutex
-	arn      string
-	epoch    int64
-	parent   string
+	mu     sync.Mutex
+	arn    string
+	epoch  int64
+	parent string
+	// single: the tracker follows one shard (a shard unit). A caught-up
+	// shard with nothing pending then moves Resume on, which with several
+	// shards the newest record of any does.
+	single   bool
 	margin   time.Duration
 	shards   map[string]*shardQueue
 	lastAt   time.Time // the newest record's approximate creation time
@@ -176,6 +180,9 @@ func (t *streamTracker) caughtUp(shard string, at time.Time) {
 	}
 	if at.Sub(q.readTo) >= t.margin/2 {
 		q.readTo = at
+		if t.single && q.readTo.After(t.lastAt) && !slices.ContainsFunc(q.slots, func(s *recSlot) bool { return !s.done }) {
+			t.lastAt = q.readTo
+		}
 	}
 }
 
@@ -291,6 +298,7 @@ type streamSource struct {
 func (h *hybridSource) newStreamSource(arn string, start streamCheckpoint, initial streamtypes.ShardIteratorType) (*streamSource, error) {
 	st := &streamSource{positioned: make(chan struct{}), h: h, arn: arn, shard: h.shard,
 		track: newStreamTracker(arn, h.s.Stream.Margin, h.w.cfg.Clock, start), held: map[string][]heldCommit{}}
+	st.track.single = h.shard != ""
 	st.start = start.position()
 	if start.StreamARN != arn {
 		st.start = streamreader.Position{StreamARN: arn}

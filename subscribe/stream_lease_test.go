@@ -13,6 +13,7 @@ import (
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
 	"github.com/dynamodb-event-store/eventstore/internal/ddbtest"
+	"github.com/dynamodb-event-store/eventstore/subscribe/internal/streamreader"
 )
 
 // shardWorker is one leased worker of a fakeEnv.
@@ -288,27 +289,38 @@ func TestMergeShards(t *testing.T) {
 		b := fmt.Appendf(nil, `{"phase":"stream","stream":%s}`, mustJSON(t, s))
 		return checkpoint.Checkpoint{Key: checkpoint.Key{Subscription: "s", Unit: shardUnit(shard)}, Position: string(b)}
 	}
-	ws := streamCheckpoint{Epoch: 7, Resume: 1000, Aggregates: map[string]aggregateMark{"a": {Next: 3}}}
+	type sh = streamreader.Shard
+	ws := streamCheckpoint{Epoch: 7, Resume: 1000, Aggregates: map[string]aggregateMark{"a": {Next: 3}}, Finished: []string{"q"}}
 	cases := []struct {
-		name  string
-		units []checkpoint.Checkpoint
-		roots bool
-		want  int64
+		name   string
+		units  []checkpoint.Checkpoint
+		shards []sh
+		want   int64
 	}{
-		{"no units: the hand-over", nil, false, 1000},
-		{"units reading", []checkpoint.Checkpoint{pos("x", streamCheckpoint{Resume: 5000}), pos("y", streamCheckpoint{Resume: 4000})}, false, 4000},
-		{"shards no unit started", []checkpoint.Checkpoint{pos("x", streamCheckpoint{Resume: 5000})}, true, 1000},
-		{"a unit that saved nothing", []checkpoint.Checkpoint{pos("x", streamCheckpoint{Resume: 5000}), {Key: checkpoint.Key{Unit: shardUnit("y")}}}, false, 1000},
+		{"no units, no listing: the hand-over", nil, nil, 1000},
+		{"units reading", []checkpoint.Checkpoint{pos("x", streamCheckpoint{Resume: 5000}), pos("y", streamCheckpoint{Resume: 4000})},
+			[]sh{{ID: "x"}, {ID: "y"}}, 4000},
+		{"no listing: shards the units do not account for", []checkpoint.Checkpoint{pos("x", streamCheckpoint{Resume: 5000})}, nil, 1000},
+		{"a root no unit started", []checkpoint.Checkpoint{pos("x", streamCheckpoint{Resume: 5000})}, []sh{{ID: "x"}, {ID: "z"}}, 1000},
+		{"a unit that saved nothing", []checkpoint.Checkpoint{pos("x", streamCheckpoint{Resume: 5000}), {Key: checkpoint.Key{Unit: shardUnit("y")}}},
+			[]sh{{ID: "x"}, {ID: "y"}}, 1000},
 		{"a finished parent whose child started", []checkpoint.Checkpoint{
-			pos("p", streamCheckpoint{Resume: 2000, Finished: []string{"p"}}), pos("c", streamCheckpoint{Resume: 6000, Parent: "p"})}, false, 6000},
-		{"a finished parent whose children did not start", []checkpoint.Checkpoint{
-			pos("p", streamCheckpoint{Resume: 2000, Finished: []string{"p"}}), pos("x", streamCheckpoint{Resume: 6000})}, false, 2000},
+			pos("p", streamCheckpoint{Resume: 2000, Finished: []string{"p"}}), pos("c", streamCheckpoint{Resume: 6000, Parent: "p"})},
+			[]sh{{ID: "p"}, {ID: "c", ParentID: "p"}}, 6000},
+		{"a finished parent with a child not started", []checkpoint.Checkpoint{
+			pos("p", streamCheckpoint{Resume: 2000, Finished: []string{"p"}}), pos("c1", streamCheckpoint{Resume: 6000, Parent: "p"})},
+			[]sh{{ID: "p"}, {ID: "c1", ParentID: "p"}, {ID: "c2", ParentID: "p"}}, 2000},
+		{"a finished parent, no listing", []checkpoint.Checkpoint{
+			pos("p", streamCheckpoint{Resume: 2000, Finished: []string{"p"}}), pos("c", streamCheckpoint{Resume: 6000, Parent: "p"})}, nil, 1000},
+		{"the child of a shard finished at the hand-over, not started", []checkpoint.Checkpoint{pos("x", streamCheckpoint{Resume: 5000})},
+			[]sh{{ID: "q"}, {ID: "k", ParentID: "q"}, {ID: "x"}}, 1000},
 		{"another epoch's unit is not there", []checkpoint.Checkpoint{pos("x", streamCheckpoint{Resume: 5000}),
-			{Key: checkpoint.Key{Unit: shardUnit("old")}, Position: `{"phase":"stream","stream":{"streamArn":"a","resume":10,"epoch":3}}`}}, false, 5000},
+			{Key: checkpoint.Key{Unit: shardUnit("old")}, Position: `{"phase":"stream","stream":{"streamArn":"a","resume":10,"epoch":3}}`}},
+			[]sh{{ID: "x"}}, 5000},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := mergeShards(ws, c.units, c.roots)
+			got := mergeShards(ws, c.units, c.shards)
 			if got.Resume != c.want {
 				t.Fatalf("Resume = %d, want %d", got.Resume, c.want)
 			}
@@ -320,7 +332,7 @@ func TestMergeShards(t *testing.T) {
 	got := mergeShards(ws, []checkpoint.Checkpoint{
 		pos("x", streamCheckpoint{Resume: 5000, Aggregates: map[string]aggregateMark{"a": {Next: 9}, "b": {Next: 2}}}),
 		pos("y", streamCheckpoint{Resume: 5000, Aggregates: map[string]aggregateMark{"b": {Next: 4}}}),
-	}, false)
+	}, []sh{{ID: "x"}, {ID: "y"}})
 	if got.Aggregates["a"].Next != 9 || got.Aggregates["b"].Next != 4 {
 		t.Fatalf("aggregates %+v: want the furthest version of each", got.Aggregates)
 	}

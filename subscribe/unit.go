@@ -203,7 +203,11 @@ func (u *unit) run(ctx context.Context, cp checkpoint.Checkpoint, validUntil tim
 	case start == "" && u.bucket != "":
 		start = u.seed(readCtx)
 	case u.shard != "":
-		start = u.seedShard(readCtx, start)
+		var ok bool
+		if start, ok = u.seedShard(readCtx, start); !ok {
+			u.ended = errHandOverChanged
+			stopRead()
+		}
 	case u.leased && r.s.Source != SourceIndex:
 		start = u.rejoin(readCtx, start)
 	}
@@ -290,7 +294,7 @@ func (u *unit) run(ctx context.Context, cp checkpoint.Checkpoint, validUntil tim
 	case serr != nil && u.leased && isLost(serr):
 		u.lose(fmt.Errorf("subscribe: last checkpoint of %s refused: %w", u.label(), serr))
 	case serr != nil && !errors.Is(serr, checkpoint.ErrFenced):
-		saveErr = fmt.Errorf("subscribe: final checkpoint of %q: %w", r.s.Name, serr)
+		saveErr = fmt.Errorf("subscribe: final checkpoint of %s: %w", u.label(), serr)
 	}
 	endRenewal()
 	if serr == nil {

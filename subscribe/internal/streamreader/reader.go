@@ -560,12 +560,27 @@ type Shard struct {
 // and retried as Run's listings are). A stream that does not exist or is
 // DISABLED returns an error matching ErrStreamGone.
 func (r *Reader) Shards(ctx context.Context) ([]Shard, error) {
+	shards, disabled, err := r.shardsAnyStatus(ctx)
+	if err == nil && disabled {
+		return nil, fmt.Errorf("%w: stream %s is DISABLED", ErrStreamGone, r.arn)
+	}
+	return shards, err
+}
+
+// ShardsOfDisabled is Shards that also lists the shards of a DISABLED
+// stream (closed, their records readable for 24 hours), for a caller that
+// must know which shards were there; only a stream that does not exist
+// returns an error matching ErrStreamGone.
+func (r *Reader) ShardsOfDisabled(ctx context.Context) ([]Shard, error) {
+	shards, _, err := r.shardsAnyStatus(ctx)
+	return shards, err
+}
+
+// shardsAnyStatus lists the shards, and reports a DISABLED stream.
+func (r *Reader) shardsAnyStatus(ctx context.Context) ([]Shard, bool, error) {
 	listed, status, err := r.listShards(ctx)
 	if err != nil {
-		return nil, err
-	}
-	if status == types.StreamStatusDisabled {
-		return nil, fmt.Errorf("%w: stream %s is DISABLED", ErrStreamGone, r.arn)
+		return nil, false, err
 	}
 	out := make([]Shard, 0, len(listed))
 	seen := make(map[string]bool, len(listed))
@@ -582,7 +597,7 @@ func (r *Reader) Shards(ctx context.Context) ([]Shard, error) {
 		closed := sh.SequenceNumberRange != nil && aws.ToString(sh.SequenceNumberRange.EndingSequenceNumber) != ""
 		out = append(out, Shard{ID: id, ParentID: parent, Closed: closed})
 	}
-	return out, nil
+	return out, status == types.StreamStatusDisabled, nil
 }
 
 // RunShard reads one shard of the stream, for a caller that shares a
