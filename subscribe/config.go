@@ -199,10 +199,10 @@ type Config struct {
 //
 // # Balance
 //
-// Every BalanceEvery, each worker renews its membership record under the
-// subscription (a lease on the unit "member:" followed by its Owner, see
-// IsMemberUnit; deleted at a clean stop) and lists the subscription's
-// checkpoints (checkpoint.Lister). A unit with no owner, or whose lease has
+// Each worker keeps a membership record under the subscription (a lease
+// on the unit "member:" followed by its Owner, see IsMemberUnit, renewed
+// as units are, and deleted at a clean stop). Every BalanceEvery, it lists
+// the subscription's checkpoints (checkpoint.Lister). A unit with no owner, or whose lease has
 // expired (checkpoint.Checkpoint.Live is false at Config.Clock's time), is
 // free. The owners are the owners of live leases and of live memberships,
 // the worker itself included; the target is the number of units divided

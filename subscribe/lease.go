@@ -45,11 +45,11 @@ type leaseManager struct {
 	claims map[string]claimSeen
 
 	// member is this worker's membership record, as last taken or renewed
-	// (Lease 0: not held). Only the manager's goroutine touches it.
+	// (Lease 0: not held). Only keepMember touches it while it runs.
 	member checkpoint.Checkpoint
 	// roundFailed: the last balance round did not get through (a failed
 	// listing); the membership is not renewed until one does.
-	roundFailed bool
+	roundFailed atomic.Bool
 	// idle counts, per member holding no unit, the rounds it has left
 	// units free since it last held one.
 	idle map[string]int
@@ -71,10 +71,9 @@ const memberUnitPrefix = "member:"
 // IsMemberUnit reports whether a checkpoint's unit name (checkpoint.Key.Unit)
 // is a worker's membership record rather than a unit of work. With
 // Config.Leases, each worker keeps such a record under each subscription
-// it runs, "member:" followed by its Owner, leased as units are and
-// renewed every balance round, so that the others count it among the
-// owners while it holds no unit yet; it is deleted at a clean stop. It has
-// no position.
+// it runs, "member:" followed by its Owner, leased and renewed as units
+// are, so that the others count it among the owners while it holds no
+// unit yet; it is deleted at a clean stop. It has no position.
 func IsMemberUnit(unit string) bool { return strings.HasPrefix(unit, memberUnitPrefix) }
 
 // memberUnit returns the unit name of owner's membership record: the
@@ -153,6 +152,12 @@ func newLeaseManager(r *subRunner) *leaseManager {
 // drains, saves and releases its lease). It returns the errors of final
 // saves that failed.
 func (m *leaseManager) run(ctx context.Context) error {
+	m.announce(ctx)
+	memberDone := make(chan struct{})
+	go func() {
+		defer close(memberDone)
+		m.keepMember(ctx)
+	}()
 	t := time.NewTicker(m.opts.BalanceEvery)
 	defer t.Stop()
 	for {
@@ -161,6 +166,7 @@ func (m *leaseManager) run(ctx context.Context) error {
 		case <-ctx.Done():
 			m.r.setState(StateStopping)
 			m.wg.Wait()
+			<-memberDone
 			m.leave(ctx)
 			m.mu.Lock()
 			defer m.mu.Unlock()
@@ -170,14 +176,31 @@ func (m *leaseManager) run(ctx context.Context) error {
 	}
 }
 
+// keepMember renews this worker's membership every RenewEvery until ctx
+// ends, while its balance rounds get through.
+func (m *leaseManager) keepMember(ctx context.Context) {
+	t := time.NewTicker(m.opts.RenewEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !m.roundFailed.Load() {
+			m.announce(ctx)
+		}
+	}
+}
+
 // announce takes or renews this worker's membership record, so that the
 // other workers count it among the owners even while it holds no unit,
 // and give units back to it rather than have it steal them. The record's
-// lease lasts Duration plus two balance rounds, renewed every round. A
-// failure is logged; the round goes on.
+// lease lasts Duration, as a unit's does, so that a worker that dies stops
+// being counted when its units become free. A failure is logged.
 func (m *leaseManager) announce(ctx context.Context) {
 	r := m.r
-	d := m.opts.Duration + 2*m.opts.BalanceEvery
+	d := m.opts.Duration
 	if m.member.Lease > 0 {
 		cp, err := r.w.leaser.Renew(ctx, m.member, d)
 		if err == nil {
@@ -256,10 +279,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 	// A worker whose rounds fail does not renew its membership: counted
 	// as an owner, it would lower the others' targets and leave units
 	// free.
-	if !m.roundFailed {
-		m.announce(ctx)
-	}
-	m.roundFailed = true // until this round gets through
+	m.roundFailed.Store(true) // until this round gets through
 	// A record that cannot be read leaves its unit looking free: a Take
 	// of it presents lease 0 and is refused if the unit exists.
 	listed := map[string]checkpoint.Checkpoint{}
@@ -376,7 +396,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 			ownerSet[o] = true
 		}
 	}
-	m.roundFailed = false
+	m.roundFailed.Store(false)
 	owners := len(ownerSet)
 	target := (len(specs) + owners - 1) / owners
 	// The fewest units another owner holds: a member holding none counts.
