@@ -50,39 +50,6 @@ func (w *logCapture) String() string {
 	return w.b.String()
 }
 
-func (e *fakeEnv) startLeasedWith(t *testing.T, owner string, opts LeaseOptions, cps checkpoint.Store, lc *logCapture) *shardWorker {
-	t.Helper()
-	sw := &shardWorker{owner: owner, log: &leaseLog{}}
-	cfg := Config{Reader: e.s, Checkpoints: cps, Streams: e.f, Tables: fakeTables{TableDescriber: e.client, f: e.f},
-		Owner: owner, Leases: &opts, Hooks: []any{e.hooks, sw.log}, DrainTimeout: time.Second,
-		Logger: slog.New(slog.NewTextHandler(lc, nil)).With("worker", owner)}
-	sub := Subscription{Name: fakeSub, Handler: e.hooks.wrap(e.rec), CheckpointInterval: 100 * time.Millisecond, Source: SourceStream}
-	configureStream(&sub, tuning{settle: 150 * time.Millisecond, reread: 300 * time.Millisecond})
-	sub.Stream = StreamOptions{GapWait: 200 * time.Millisecond, Margin: 500 * time.Millisecond, IdleMax: 100 * time.Millisecond}
-	w, err := NewWorker(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Register(sub); err != nil {
-		t.Fatal(err)
-	}
-	sw.w = w
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	sw.stop = func() error {
-		once.Do(func() {
-			cancel()
-			runErr = <-done
-		})
-		return runErr
-	}
-	t.Cleanup(func() { _ = sw.stop() })
-	return sw
-}
-
 // TestShardUnitTakenAcrossARejoinReadsNothing: a fresh shard unit taken
 // from a listing made before the whole checkpoint moved to phase rejoin
 // finds, as it starts, that the hand-over changed: it stops, reading

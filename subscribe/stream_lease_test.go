@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -28,10 +29,17 @@ type shardWorker struct {
 // subscription, its log lines prefixed with its name.
 func (e *fakeEnv) startLeased(t *testing.T, owner string, opts LeaseOptions) *shardWorker {
 	t.Helper()
+	return e.startLeasedWith(t, owner, opts, e.cps, logWriter{t})
+}
+
+// startLeasedWith is startLeased with a checkpoint store and a log of the
+// test's choosing.
+func (e *fakeEnv) startLeasedWith(t *testing.T, owner string, opts LeaseOptions, cps checkpoint.Store, log io.Writer) *shardWorker {
+	t.Helper()
 	sw := &shardWorker{owner: owner, log: &leaseLog{}}
-	cfg := Config{Reader: e.s, Checkpoints: e.cps, Streams: e.f, Tables: fakeTables{TableDescriber: e.client, f: e.f},
+	cfg := Config{Reader: e.s, Checkpoints: cps, Streams: e.f, Tables: fakeTables{TableDescriber: e.client, f: e.f},
 		Owner: owner, Leases: &opts, Hooks: []any{e.hooks, sw.log}, DrainTimeout: time.Second,
-		Logger: slog.New(slog.NewTextHandler(logWriter{t}, nil)).With("worker", owner)}
+		Logger: slog.New(slog.NewTextHandler(log, nil)).With("worker", owner)}
 	sub := Subscription{Name: fakeSub, Handler: e.hooks.wrap(e.rec), CheckpointInterval: 100 * time.Millisecond, Source: SourceStream}
 	configureStream(&sub, tuning{settle: 150 * time.Millisecond, reread: 300 * time.Millisecond})
 	sub.Stream = StreamOptions{GapWait: 200 * time.Millisecond, Margin: 500 * time.Millisecond, IdleMax: 100 * time.Millisecond}
