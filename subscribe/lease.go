@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
-	"github.com/dynamodb-event-store/eventstore/subscribe/internal/streamreader"
 )
 
 // leaseManager shares one subscription's units with the other workers that
@@ -34,10 +33,8 @@ type leaseManager struct {
 	mu   sync.Mutex
 	errs []error // final saves that failed at the stop
 
-	// A stream subscription's: the reader that lists the shards, and, when
-	// a shard unit found that the stream cannot give its records, the
-	// epoch of that unit plus one (0: none).
-	rd        *streamreader.Reader
+	// A stream subscription's: when a shard unit found that the stream
+	// cannot give its records, the epoch of that unit plus one (0: none).
 	rejoinFor atomic.Int64
 
 	// claims are the units seen held by Claim (an owner with no expiry),

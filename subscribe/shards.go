@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
@@ -380,17 +381,52 @@ func (m *leaseManager) streamSpecs(ctx context.Context, all map[string]checkpoin
 	return specs, true
 }
 
-// shards lists the shards of the stream arn, through a reader kept from
-// one round to the next (its DescribeStream pacing with it).
+// shards lists the shards of the stream arn: see Worker.streamShards.
 func (m *leaseManager) shards(ctx context.Context, arn string) ([]streamreader.Shard, error) {
-	if m.rd == nil || m.rd.StreamARN() != arn {
-		rd, err := streamreader.New(m.r.w.cfg.Streams, arn, streamreader.Options{Logger: m.r.log})
+	return m.r.w.streamShards(ctx, arn, m.opts.BalanceEvery*9/10)
+}
+
+// shardListing is one stream's last listing, shared by a worker's
+// subscriptions.
+type shardListing struct {
+	mu     sync.Mutex // held while listing: one call at a time per stream
+	rd     *streamreader.Reader
+	shards []streamreader.Shard
+	err    error
+	at     time.Time
+}
+
+// streamShards lists the shards of the stream arn for the lease managers
+// of every subscription of w: a listing younger than fresh is shared, so
+// that DescribeStream calls (10 per second for the whole account) grow
+// with the workers, not with their subscriptions. Each stream's reader,
+// and its DescribeStream pacing, is kept from one call to the next.
+func (w *Worker) streamShards(ctx context.Context, arn string, fresh time.Duration) ([]streamreader.Shard, error) {
+	w.mu.Lock()
+	if w.listings == nil {
+		w.listings = map[string]*shardListing{}
+	}
+	l := w.listings[arn]
+	if l == nil {
+		l = &shardListing{}
+		w.listings[arn] = l
+	}
+	w.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.at.IsZero() && time.Since(l.at) < fresh && l.err == nil {
+		return l.shards, nil
+	}
+	if l.rd == nil {
+		rd, err := streamreader.New(w.cfg.Streams, arn, streamreader.Options{Logger: w.log})
 		if err != nil {
 			return nil, err
 		}
-		m.rd = rd
+		l.rd = rd
 	}
-	return m.rd.Shards(ctx)
+	l.shards, l.err = l.rd.Shards(ctx)
+	l.at = time.Now()
+	return l.shards, l.err
 }
 
 // forget deletes the checkpoint of a shard unit no longer needed: of an

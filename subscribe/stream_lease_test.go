@@ -354,3 +354,58 @@ func mustJSON(t testing.TB, v any) string {
 	}
 	return string(b)
 }
+
+// TestShardListingSharedBySubscriptions: one worker runs three stream
+// subscriptions of one table with leases. Their lease managers share the
+// stream's shard listing: DescribeStream is called about once a balance
+// round, not once per subscription (DynamoDB allows 10 calls per second
+// for the whole account).
+func TestShardListingSharedBySubscriptions(t *testing.T) {
+	e := newFakeEnv(t, "s1", "s2")
+	opts := LeaseOptions{Duration: 1500 * time.Millisecond, RenewEvery: 200 * time.Millisecond, BalanceEvery: 100 * time.Millisecond}
+	cfg := Config{Reader: e.s, Checkpoints: e.cps, Streams: e.f, Tables: fakeTables{TableDescriber: e.client, f: e.f},
+		Owner: "w1", Leases: &opts, Logger: slog.New(slog.NewTextHandler(logWriter{t}, nil))}
+	w, err := NewWorker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"a", "b", "c"}
+	for _, name := range names {
+		sub := Subscription{Name: name, Handler: newRecorder(), CheckpointInterval: 100 * time.Millisecond, Source: SourceStream}
+		configureStream(&sub, tuning{settle: 150 * time.Millisecond, reread: 300 * time.Millisecond})
+		sub.Stream = StreamOptions{GapWait: 200 * time.Millisecond, Margin: 500 * time.Millisecond, IdleMax: 100 * time.Millisecond}
+		if err := w.Register(sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	ddbtest.Eventually(t, 20*time.Second, func() bool {
+		shards := 0
+		for _, name := range names {
+			for cp, err := range e.cps.List(context.Background(), name) {
+				if err == nil && strings.HasPrefix(cp.Unit, shardUnitPrefix) && cp.Live(time.Now()) {
+					shards++
+				}
+			}
+		}
+		return shards == 2*len(names)
+	}, "the three subscriptions did not each lease their two shards")
+	e.f.setFault(nil) // resets the call counts
+	const rounds = 20
+	time.Sleep(rounds * opts.BalanceEvery)
+	e.f.mu.Lock()
+	calls := e.f.counts["DescribeStream/"]
+	e.f.mu.Unlock()
+	t.Logf("%d DescribeStream calls in %d balance rounds of %d subscriptions", calls, rounds, len(names))
+	if calls > rounds*3/4 {
+		t.Fatalf("%d DescribeStream calls in %d rounds: the subscriptions do not share the listing", calls, rounds)
+	}
+}

@@ -40,6 +40,9 @@ type Worker struct {
 	byName    map[string]*subRunner
 	running   bool
 	cancelRun context.CancelFunc
+	// listings are the streams' last shard listings, by ARN (see
+	// streamShards); guarded by mu.
+	listings map[string]*shardListing
 }
 
 // bucketedReader is a Reader over a bucketed index: a *store.Store.
