@@ -74,6 +74,7 @@ func TestCrashChild(t *testing.T) {
 	}
 	log := &crashLog{f: f}
 	log.printf("start")
+	saving := &savingLog{Store: cps, log: log}
 	handler := HandlerFunc(func(ctx context.Context, c Commit) error {
 		log.printf("begin %s %d", c.AggregateID, c.Version)
 		// Mostly quick, sometimes slow: at a kill, slow commits are still
@@ -90,7 +91,7 @@ func TestCrashChild(t *testing.T) {
 		log.printf("end %s %d", c.AggregateID, c.Version)
 		return nil
 	})
-	cfg := Config{Reader: s, Checkpoints: cps, Hooks: []any{log}}
+	cfg := Config{Reader: s, Checkpoints: saving, Hooks: []any{log}}
 	if h.prepare != nil {
 		h.prepare(t, &cfg, s)
 	}
@@ -141,8 +142,20 @@ func kill(t *testing.T, cmd *exec.Cmd) {
 	_ = cmd.Wait()
 }
 
+// savingLog notes in the crash log when each checkpoint save starts: its
+// position was computed just before.
+type savingLog struct {
+	*dynamocheckpoint.Store
+	log *crashLog
+}
+
+func (s *savingLog) Save(ctx context.Context, cp checkpoint.Checkpoint) error {
+	s.log.printf("save")
+	return s.Store.Save(ctx, cp)
+}
+
 type logLine struct {
-	kind    string // start, begin, end, checkpoint
+	kind    string // start, begin, end, save, checkpoint
 	agg     string
 	version int64
 }
@@ -196,6 +209,8 @@ func testCrash(t *testing.T, h sourceHarness) {
 	}
 	run := &crashRun{t: t, logPath: filepath.Join(t.TempDir(), "deliveries.log")}
 	if keep := os.Getenv("CRASH_KEEP"); keep != "" {
+		keep = fmt.Sprintf("%s-%d", keep, time.Now().UnixNano()) // one per run, with -count
+		t.Logf("delivery log kept in %s", keep)
 		run.logPath = keep
 		_ = os.Remove(keep)
 	}
@@ -387,13 +402,17 @@ func checkCrashLog(t *testing.T, lines []logLine, written map[string]int64) {
 			// A handler logs its end before it returns and the worker
 			// learns it is handled: up to crashConcurrency ends logged
 			// before a checkpoint line may be outside that checkpoint.
-			if os.Getenv("CRASH_DEBUG") != "" {
-				t.Logf("process %d: %d duplicates; %d handled after the second-to-last checkpoint, %d after the third-to-last", k, dups,
-					handledAfterCheckpoint(incarnations[:k], 2), handledAfterCheckpoint(incarnations[:k], 3))
+			if exact := handledAfterLastSaveStart(incarnations[:k]); os.Getenv("CRASH_DEBUG") != "" || dups > exact+crashConcurrency {
+				t.Logf("process %d: %d duplicates; %d handled after the last save that landed began, %d after the second-to-last checkpoint, %d after the third-to-last",
+					k, dups, exact, handledAfterCheckpoint(incarnations[:k], 2), handledAfterCheckpoint(incarnations[:k], 3))
 			}
 			// The bound counts from the third-to-last save: with the race
 			// detector on two loaded cores, the second-to-last was seen
-			// exceeded, by 60 commits once, cause not found (no commit was lost).
+			// exceeded, by 60 commits once (no commit was lost). In a kept
+			// log of such a run (CRASH_KEEP), one aggregate had no commit
+			// handled for a whole process's life while the others went on,
+			// and later processes delivered again what the process before it
+			// had handled: not explained yet.
 			if bound := handledAfterCheckpoint(incarnations[:k], 3) + crashConcurrency; dups > bound {
 				t.Fatalf("process %d re-delivered %d handled commits; only %d were handled after the third-to-last checkpoint saved, or in flight then", k, dups, bound)
 			}
@@ -401,6 +420,29 @@ func checkCrashLog(t *testing.T, lines []logLine, written map[string]int64) {
 		totalDups += dups
 	}
 	t.Logf("%d processes, %d duplicates in all", len(incarnations), totalDups)
+}
+
+// handledAfterLastSaveStart counts the handlers that finished after the
+// start of the last save that landed (the save line before the last
+// checkpoint line), going back through the processes before.
+func handledAfterLastSaveStart(before [][]logLine) int {
+	n, landed := 0, false
+	for k := len(before) - 1; k >= 0; k-- {
+		inc := before[k]
+		for i := len(inc) - 1; i >= 0; i-- {
+			switch inc[i].kind {
+			case "checkpoint":
+				landed = true
+			case "save":
+				if landed {
+					return n
+				}
+			case "end":
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // handledAfterCheckpoint counts the handlers that finished after the
