@@ -331,22 +331,8 @@ func (u *unit) release(ctx context.Context, cp checkpoint.Checkpoint) {
 // aggregates, or "" (the subscription's Start) when it has none. It retries
 // a failed read until ctx ends.
 func (u *unit) seed(ctx context.Context) string {
-	r := u.r
-	backoff := r.s.Retry.InitialBackoff
-	var whole checkpoint.Checkpoint
-	for {
-		var err error
-		whole, err = r.w.cfg.Checkpoints.Load(ctx, checkpoint.Key{Subscription: r.s.Name})
-		if err == nil || errors.Is(err, checkpoint.ErrNotFound) || ctx.Err() != nil {
-			break
-		}
-		u.log.Warn("reading the subscription's checkpoint without leases failed; retrying", "err", err)
-		if !sleep(ctx, jitter(backoff)) {
-			return ""
-		}
-		backoff = min(backoff*2, r.s.Retry.MaxBackoff)
-	}
-	if whole.Position == "" {
+	whole, err := u.loadRetrying(ctx, checkpoint.Key{Subscription: u.r.s.Name})
+	if err != nil || whole.Position == "" {
 		return ""
 	}
 	var ic indexCheckpoint
