@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -190,11 +191,7 @@ func (u *unit) rejoin(ctx context.Context, saved string) string {
 // streamShards lists the shards of stream arn, a DISABLED stream's too,
 // or returns nil when it cannot (the stream is gone, or the call fails).
 func (u *unit) streamShards(ctx context.Context, arn string) []streamreader.Shard {
-	rd, err := streamreader.New(u.r.w.cfg.Streams, arn, streamreader.Options{Logger: u.log})
-	if err != nil {
-		return nil
-	}
-	shards, err := rd.ShardsOfDisabled(ctx)
+	shards, _, err := u.r.w.listShards(ctx, arn, 0)
 	if err != nil {
 		u.log.Warn("listing the stream's shards failed; catching up from the stream's hand-over", "err", err)
 		return nil
@@ -381,27 +378,35 @@ func (m *leaseManager) streamSpecs(ctx context.Context, all map[string]checkpoin
 	return specs, true
 }
 
-// shards lists the shards of the stream arn: see Worker.streamShards.
+// shards lists the shards of the stream arn, a listing younger than a
+// balance round shared with the worker's other subscriptions. A DISABLED
+// stream returns an error matching streamreader.ErrStreamGone.
 func (m *leaseManager) shards(ctx context.Context, arn string) ([]streamreader.Shard, error) {
-	return m.r.w.streamShards(ctx, arn, m.opts.BalanceEvery*9/10)
+	shards, disabled, err := m.r.w.listShards(ctx, arn, m.opts.BalanceEvery*9/10)
+	if err == nil && disabled {
+		return nil, fmt.Errorf("%w: stream %s is DISABLED", streamreader.ErrStreamGone, arn)
+	}
+	return shards, err
 }
 
 // shardListing is one stream's last listing, shared by a worker's
 // subscriptions.
 type shardListing struct {
-	mu     sync.Mutex // held while listing: one call at a time per stream
-	rd     *streamreader.Reader
-	shards []streamreader.Shard
-	err    error
-	at     time.Time
+	mu       sync.Mutex // held while listing: one call at a time per stream
+	rd       *streamreader.Reader
+	shards   []streamreader.Shard
+	disabled bool
+	at       time.Time
 }
 
-// streamShards lists the shards of the stream arn for the lease managers
-// of every subscription of w: a listing younger than fresh is shared, so
-// that DescribeStream calls (10 per second for the whole account) grow
-// with the workers, not with their subscriptions. Each stream's reader,
-// and its DescribeStream pacing, is kept from one call to the next.
-func (w *Worker) streamShards(ctx context.Context, arn string, fresh time.Duration) ([]streamreader.Shard, error) {
+// listShards lists the shards of the stream arn (a DISABLED stream's too,
+// reported by disabled) for the lease managers of every subscription of w:
+// a listing younger than fresh is shared, so that DescribeStream calls (10
+// per second for the whole account) grow with the workers, not with their
+// subscriptions. Each stream's reader, and its DescribeStream pacing, is
+// kept from one call to the next. A stream that does not exist returns an
+// error matching streamreader.ErrStreamGone.
+func (w *Worker) listShards(ctx context.Context, arn string, fresh time.Duration) ([]streamreader.Shard, bool, error) {
 	w.mu.Lock()
 	if w.listings == nil {
 		w.listings = map[string]*shardListing{}
@@ -414,19 +419,23 @@ func (w *Worker) streamShards(ctx context.Context, arn string, fresh time.Durati
 	w.mu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.at.IsZero() && time.Since(l.at) < fresh && l.err == nil {
-		return l.shards, nil
+	if !l.at.IsZero() && time.Since(l.at) < fresh {
+		return l.shards, l.disabled, nil
 	}
 	if l.rd == nil {
 		rd, err := streamreader.New(w.cfg.Streams, arn, streamreader.Options{Logger: w.log})
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		l.rd = rd
 	}
-	l.shards, l.err = l.rd.Shards(ctx)
-	l.at = time.Now()
-	return l.shards, l.err
+	shards, disabled, err := l.rd.ShardsAndStatus(ctx)
+	if err != nil {
+		l.at = time.Time{}
+		return nil, false, err
+	}
+	l.shards, l.disabled, l.at = shards, disabled, time.Now()
+	return shards, disabled, nil
 }
 
 // forget deletes the checkpoint of a shard unit no longer needed: of an

@@ -567,13 +567,12 @@ func (r *Reader) Shards(ctx context.Context) ([]Shard, error) {
 	return shards, err
 }
 
-// ShardsOfDisabled is Shards that also lists the shards of a DISABLED
-// stream (closed, their records readable for 24 hours), for a caller that
-// must know which shards were there; only a stream that does not exist
-// returns an error matching ErrStreamGone.
-func (r *Reader) ShardsOfDisabled(ctx context.Context) ([]Shard, error) {
-	shards, _, err := r.shardsAnyStatus(ctx)
-	return shards, err
+// ShardsAndStatus is Shards that also lists the shards of a DISABLED
+// stream (closed, their records readable for 24 hours), and reports
+// whether it is DISABLED; only a stream that does not exist returns an
+// error matching ErrStreamGone.
+func (r *Reader) ShardsAndStatus(ctx context.Context) (shards []Shard, disabled bool, err error) {
+	return r.shardsAnyStatus(ctx)
 }
 
 // shardsAnyStatus lists the shards, and reports a DISABLED stream.
