@@ -3,8 +3,10 @@ package subscribe
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"github.com/dynamodb-event-store/eventstore/subscribe/internal/streamreader"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -455,3 +457,69 @@ var errBoom = errorString("boom")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// nopSource is a source whose commits are handed to a dispatcher by the
+// test itself.
+type nopSource struct{}
+
+func (nopSource) run(ctx context.Context, _ emitFunc) error { <-ctx.Done(); return ctx.Err() }
+func (nopSource) checkpoint() (string, error)               { return "", nil }
+func (nopSource) lag(time.Time) (int, time.Duration)        { return 0, 0 }
+func (nopSource) done(Commit)                               {}
+
+// TestShardUnitParksOnlyWhileTheStoreHoldsTheAggregate: a stream shard
+// unit marked two aggregates parked when it started. One was replayed
+// since by another shard unit (the park store holds none of its commits
+// now): its next commit is handled, not parked behind nothing, which would
+// stall it. The other is still parked: its next commit is parked behind
+// the ones there, in order.
+func TestShardUnitParksOnlyWhileTheStoreHoldsTheAggregate(t *testing.T) {
+	e := newLeaseEnv(t, 10, 2, 1, LeaseOptions{})
+	ctx := context.Background()
+	var handled []string
+	w, err := NewWorker(Config{Reader: e.st, Checkpoints: e.mem, Parking: e.mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := Subscription{Name: "s", Handler: HandlerFunc(func(_ context.Context, c Commit) error {
+		handled = append(handled, fmt.Sprintf("%s %d", c.AggregateID, c.Version))
+		return nil
+	})}
+	if err := w.Register(sub); err != nil {
+		t.Fatal(err)
+	}
+	r := w.byName["s"]
+	u := r.newUnit(unitSpec{name: shardUnit("x"), shard: "x"}, true)
+	u.src = nopSource{}
+	still := Commit{AggregateID: "still", Version: 0, CommitID: "20260101000000000:still"}
+	if err := e.mem.Park(ctx, checkpoint.Parked{Subscription: "s", Commit: still, Reason: "failed"}); err != nil {
+		t.Fatal(err)
+	}
+	d := newDispatcher(r, u, map[string]bool{"replayed": true, "still": true})
+	for _, c := range []Commit{
+		{AggregateID: "replayed", Version: 3, CommitID: "20260101000000001:replayed"},
+		{AggregateID: "still", Version: 1, CommitID: "20260101000000002:still"},
+	} {
+		d.slots <- struct{}{}
+		d.inflight++
+		if left := d.handle(ctx, []Commit{c}, true); left != 0 {
+			t.Fatalf("%s: %d left unhandled", c.AggregateID, left)
+		}
+	}
+	if len(handled) != 1 || handled[0] != "replayed 3" {
+		t.Fatalf("handled %v; want only the replayed aggregate's commit", handled)
+	}
+	var parked []int64
+	for p, err := range e.mem.Parked(ctx, "s", "still") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		parked = append(parked, p.Commit.Version)
+	}
+	if !slices.Equal(parked, []int64{0, 1}) {
+		t.Fatalf("parked versions of the still parked aggregate %v, want [0 1]", parked)
+	}
+	if d.parked["replayed"] || !d.parked["still"] {
+		t.Fatalf("marks %v: want the replayed aggregate no longer marked", d.parked)
+	}
+}
