@@ -171,6 +171,14 @@ type HandlerConfig struct {
 	// HeaderEnv adds headers whose values come from environment
 	// variables: header name to variable name. Each variable must be set.
 	HeaderEnv map[string]string `json:"headerEnv,omitempty"`
+	// AllowInsecure allows a plain http URL to a host that is not a
+	// loopback one (webhook.Config.AllowInsecure). Default false: such a
+	// URL is refused.
+	AllowInsecure bool `json:"allowInsecure,omitempty"`
+	// LegacySignature also sends the deprecated X-Eventstore-Signature
+	// header (webhook.Config.LegacySignature), while receivers move to the
+	// Standard Webhooks signature. Default false.
+	LegacySignature bool `json:"legacySignature,omitempty"`
 }
 
 // Duration is a time.Duration written as Go writes durations ("30s",
@@ -201,6 +209,7 @@ const (
 	kString kind = iota
 	kInt
 	kDuration
+	kBool
 )
 
 // setting is one flag (and environment variable) and where it goes: a
@@ -251,7 +260,7 @@ var settings = []*setting{
 	{flag: "policy", path: "policy", kind: kString, def: "park", usage: "`POLICY` for a commit still failing after --max-attempts: park (set it\nand its aggregate's later commits aside), stop (the subscription) or skip\n(it)", sub: func(s *SubscriptionConfig) any { return &s.Policy }},
 	{flag: "handler", path: "handler.type", kind: kString, usage: "handler `TYPE`: webhook (POST each commit to --webhook-url) or stdout\n(one JSON line per commit); a Go handler of the program when omitted", sub: func(s *SubscriptionConfig) any { return &s.Handler.Type }},
 	{flag: "webhook-url", path: "handler.url", kind: kString, usage: "`URL` the webhook POSTs each commit to", sub: func(s *SubscriptionConfig) any { return &s.Handler.URL }},
-	{flag: "webhook-secret", path: "handler.secret", kind: kString, usage: "`SECRET` that signs webhook requests (X-Eventstore-Signature); prefer\n$EVENTSTORE_WEBHOOK_SECRET, as flags show in process lists", sub: func(s *SubscriptionConfig) any { return &s.Handler.Secret }, secret: true},
+	{flag: "webhook-secret", path: "handler.secret", kind: kString, usage: "`SECRET` that signs webhook requests (Standard Webhooks webhook-signature):\nwhsec_ and the base64 of the key, or a raw secret whose bytes are the key;\nprefer $EVENTSTORE_WEBHOOK_SECRET, as flags show in process lists", sub: func(s *SubscriptionConfig) any { return &s.Handler.Secret }, secret: true},
 	{flag: "webhook-timeout", path: "handler.timeout", kind: kDuration, def: DefaultWebhookTimeout.String(), usage: "`DURATION` bound on one webhook request", sub: func(s *SubscriptionConfig) any { return &s.Handler.Timeout }},
 	{flag: "webhook-batch", path: "handler.batch", kind: kInt, def: "1", usage: "most commits `N` of one aggregate per webhook request; above 1 the body\nis {\"commits\":[…]}", sub: func(s *SubscriptionConfig) any { return &s.Handler.Batch }},
 	{flag: "concurrency", path: "concurrency", kind: kInt, def: strconv.Itoa(DefaultConcurrency), usage: "number `N` of aggregates handled at once", sub: func(s *SubscriptionConfig) any { return &s.Concurrency }},
@@ -259,6 +268,8 @@ var settings = []*setting{
 	{flag: "settle", path: "settle", kind: kDuration, def: "1s", usage: "`DURATION` behind now that the commit-order index is read: commits\nturning up later than that are read by the overlap", sub: func(s *SubscriptionConfig) any { return &s.Settle }},
 	{flag: "overlap", path: "overlap", kind: kDuration, def: "30s", usage: "`DURATION` behind --settle that the index is read again for late\ncommits; a stream subscription's catch-up hands over to the stream\nabout --settle + --overlap + --stream-margin after it has caught up", sub: func(s *SubscriptionConfig) any { return &s.Overlap }},
 	{flag: "stream-margin", path: "streamMargin", kind: kDuration, def: "10s", usage: "`DURATION` the stream source allows for writers' clocks", sub: func(s *SubscriptionConfig) any { return &s.StreamMargin }},
+	{flag: "webhook-allow-insecure", path: "handler.allowInsecure", kind: kBool, def: "false", usage: "allow a plain http --webhook-url to a host that is not a loopback one: the\ncommits, headers and signature then cross the network in the clear", sub: func(s *SubscriptionConfig) any { return &s.Handler.AllowInsecure }},
+	{flag: "webhook-legacy-signature", path: "handler.legacySignature", kind: kBool, def: "false", usage: "also send the deprecated X-Eventstore-Signature header (HMAC of the body\nonly), while receivers move to the Standard Webhooks webhook-signature", sub: func(s *SubscriptionConfig) any { return &s.Handler.LegacySignature }},
 	{flag: "max-attempts", path: "maxAttempts", kind: kInt, def: strconv.Itoa(DefaultMaxAttempts), usage: "number `N` of handler calls for one commit, the first included, before\n--policy applies", sub: func(s *SubscriptionConfig) any { return &s.MaxAttempts }},
 }
 
@@ -350,6 +361,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, env func(string) string) {
 			d, _ := time.ParseDuration(cmpOr(raw, "0s"))
 			*p.(*Duration) = Duration(d)
 			fs.Var((*durationFlag)(p.(*Duration)), s.flag, usage)
+		case kBool:
+			b, _ := strconv.ParseBool(cmpOr(raw, "false"))
+			fs.BoolVar(p.(*bool), s.flag, b, usage)
 		}
 	}
 }
@@ -371,6 +385,10 @@ func checkKind(k kind, v string) error {
 	case kDuration:
 		if _, err := time.ParseDuration(v); err != nil {
 			return fmt.Errorf("want a duration such as 30s or 1m30s")
+		}
+	case kBool:
+		if _, err := strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("want true or false")
 		}
 	}
 	return nil

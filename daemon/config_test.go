@@ -238,7 +238,7 @@ func TestConfigOneSubscription(t *testing.T) {
 }
 
 func TestConfigInvalid(t *testing.T) {
-	hook := []string{"--subscription", "s", "--handler", "webhook", "--webhook-url", "http://h/hook"}
+	hook := []string{"--subscription", "s", "--handler", "webhook", "--webhook-url", "https://h/hook"}
 	stdout := []string{"--subscription", "s", "--handler", "stdout"}
 	with := func(base []string, more ...string) []string { return append(append([]string(nil), base...), more...) }
 	goOpts := Options{Handlers: map[string]subscribe.Handler{"g": goHandler}}
@@ -275,7 +275,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"webhook URL variable", []string{"--subscription", "s", "--handler", "webhook"}, map[string]string{"EVENTSTORE_WEBHOOK_URL": "h/x"}, "", Options{}, `EVENTSTORE_WEBHOOK_URL="h/x": want an http or https URL`},
 		{"webhook timeout", with(hook, "--webhook-timeout", "0s"), nil, "", Options{}, "--webhook-timeout 0s: want a positive duration"},
 		{"webhook batch", with(hook, "--webhook-batch", "0"), nil, "", Options{}, "--webhook-batch 0: want 1 to 1000"},
-		{"url for stdout", with(stdout, "--webhook-url", "http://h"), nil, "", Options{}, `--webhook-url: only for a webhook handler, and this one is "stdout"`},
+		{"url for stdout", with(stdout, "--webhook-url", "https://h"), nil, "", Options{}, `--webhook-url: only for a webhook handler, and this one is "stdout"`},
 		{"secret for stdout", with(stdout, "--webhook-secret", "shh-secret"), nil, "", Options{}, `--webhook-secret: only for a webhook handler`},
 		{"source", with(stdout, "--source", "river"), nil, "", Options{}, `--source "river": want index, stream or auto`},
 		{"start", with(stdout, "--start", "yesterday"), nil, "", Options{}, `--start "yesterday": want beginning, now, a commit id`},
@@ -296,10 +296,10 @@ func TestConfigInvalid(t *testing.T) {
 		{"file type", []string{"--config", "FILE"}, nil, `{"buckets":"two"}`, Options{}, "FILE: buckets: want an integer, got string"},
 		{"file duration", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","checkpointInterval":"5 minutes","handler":{"type":"stdout"}}]}`, Options{}, `FILE: subscriptions[0].checkpointInterval "5 minutes": want a duration string`},
 		{"file duration number", []string{"--config", "FILE"}, nil, `{"stuckAfter":300}`, Options{}, `FILE: stuckAfter: want a duration string`},
-		{"file secret", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","handler":{"type":"webhook","url":"http://h","secret":"file-secret-123"}}]}`, Options{}, "FILE: subscriptions[0].handler.secret: a configuration file holds no secret"},
-		{"file secretEnv unset", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","handler":{"type":"webhook","url":"http://h","secretEnv":"ORDERS_SECRET"}}]}`, Options{}, `FILE: subscriptions[0].handler.secretEnv "ORDERS_SECRET": the environment variable is not set`},
-		{"file headerEnv unset", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","handler":{"type":"webhook","url":"http://h","headerEnv":{"Authorization":"AUTH"}}}]}`, Options{}, `FILE: subscriptions[0].handler.headerEnv "Authorization": "AUTH": the environment variable is not set`},
-		{"file header name", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","handler":{"type":"webhook","url":"http://h","header":{"Bad Header":"v"}}}]}`, Options{}, "FILE: subscriptions[0].handler.header: Header: invalid header name"},
+		{"file secret", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","handler":{"type":"webhook","url":"https://h","secret":"file-secret-123"}}]}`, Options{}, "FILE: subscriptions[0].handler.secret: a configuration file holds no secret"},
+		{"file secretEnv unset", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","handler":{"type":"webhook","url":"https://h","secretEnv":"ORDERS_SECRET"}}]}`, Options{}, `FILE: subscriptions[0].handler.secretEnv "ORDERS_SECRET": the environment variable is not set`},
+		{"file headerEnv unset", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","handler":{"type":"webhook","url":"https://h","headerEnv":{"Authorization":"AUTH"}}}]}`, Options{}, `FILE: subscriptions[0].handler.headerEnv "Authorization": "AUTH": the environment variable is not set`},
+		{"file header name", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","handler":{"type":"webhook","url":"https://h","header":{"Bad Header":"v"}}}]}`, Options{}, "FILE: subscriptions[0].handler.header: Header: invalid header name"},
 		{"file duplicate names", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","handler":{"type":"stdout"}},{"name":"a","handler":{"type":"stdout"}}]}`, Options{}, `FILE: subscriptions[1].name "a": a second subscription of this name (the first: FILE: subscriptions[0].name)`},
 		{"file no URL", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","handler":{"type":"stdout"}},{"name":"b","handler":{"type":"webhook"}}]}`, Options{}, "FILE: subscriptions[1].handler.url: required for a webhook handler"},
 		{"file no name", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"handler":{"type":"stdout"}}]}`, Options{}, `FILE: subscriptions[0].name: want a name`},
@@ -413,8 +413,8 @@ func TestLoadFile(t *testing.T) {
 func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"https://user:pass@h.example/p?token=abc#frag": "https://user:xxxxx@h.example/p?[redacted]",
-		"http://h/hook":       "http://h/hook",
-		"http://h/hook?a=b&c": "http://h/hook?[redacted]",
+		"https://h/hook":       "https://h/hook",
+		"https://h/hook?a=b&c": "https://h/hook?[redacted]",
 	} {
 		if got := redactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)

@@ -56,6 +56,8 @@ type origin struct {
 	file       string // the configuration file, for a path in it
 	flag, env  bool
 	noValueOut bool // never print the value (secrets)
+	// set: the configuration file writes the setting (zero included).
+	set bool
 }
 
 // errAt returns a *ConfigError for the setting at o with the value v

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -28,19 +30,34 @@ import (
 //	}
 //
 // A field the file does not know, a value of the wrong type, a secret
-// (handler.secret: name a variable with secretEnv instead) and anything
-// after the object are errors. Every error is a *ConfigError with File set
+// (handler.secret: name a variable with secretEnv instead), a header that
+// carries a credential (handler.header with Authorization, a cookie, an
+// API key or token, or a "Bearer …" or "Basic …" value: name a variable
+// with headerEnv instead) and anything after the object are errors. A
+// setting the file writes counts as given, zero included: Run refuses
+// "concurrency": 0 as it refuses --concurrency 0, rather than reading it as
+// the default (leave the setting out for that). Every error is a *ConfigError with File set
 // to path and Setting the field's path, e.g. subscriptions[1].handler.url.
 // LoadFile only reads: it does not apply defaults nor judge values (Run
 // does).
 func LoadFile(path string) (Config, error) {
+	cfg, _, err := loadFile(path)
+	return cfg, err
+}
+
+// fileKeys are the settings a configuration file writes, by path
+// ("buckets", "subscriptions[0].handler.timeout"), zero values included.
+type fileKeys map[string]bool
+
+// loadFile is LoadFile, also returning the settings the file writes.
+func loadFile(path string) (Config, fileKeys, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return Config{}, &ConfigError{File: path, Reason: "cannot read the configuration file: " + err.Error()}
+		return Config{}, nil, &ConfigError{File: path, Reason: "cannot read the configuration file: " + err.Error()}
 	}
 	return parseFile(path, data)
 }
@@ -57,32 +74,74 @@ type subForm struct {
 	Handler json.RawMessage `json:"handler"`
 }
 
-func parseFile(path string, data []byte) (Config, error) {
+func parseFile(path string, data []byte) (Config, fileKeys, error) {
 	var top topForm
 	if err := decodeStrict(data, &top); err != nil {
-		return Config{}, fileErr(path, data, "", reflect.TypeFor[topForm](), err)
+		return Config{}, nil, fileErr(path, data, "", reflect.TypeFor[topForm](), err)
 	}
+	keys := fileKeys{}
+	keys.add("", data)
 	cfg := top.Config
 	cfg.Subscriptions = nil
 	for i, raw := range top.Subscriptions {
 		at := fmt.Sprintf("subscriptions[%d]", i)
 		var sf subForm
 		if err := decodeStrict(raw, &sf); err != nil {
-			return Config{}, fileErr(path, data, at, reflect.TypeFor[subForm](), err)
+			return Config{}, nil, fileErr(path, data, at, reflect.TypeFor[subForm](), err)
 		}
+		keys.add(at+".", raw)
 		sc := sf.SubscriptionConfig
 		if len(sf.Handler) > 0 {
 			if err := decodeStrict(sf.Handler, &sc.Handler); err != nil {
-				return Config{}, fileErr(path, data, at+".handler", reflect.TypeFor[HandlerConfig](), err)
+				return Config{}, nil, fileErr(path, data, at+".handler", reflect.TypeFor[HandlerConfig](), err)
 			}
+			keys.add(at+".handler.", sf.Handler)
 		}
 		if sc.Handler.Secret != "" {
-			return Config{}, &ConfigError{File: path, Setting: at + ".handler.secret",
+			return Config{}, nil, &ConfigError{File: path, Setting: at + ".handler.secret",
 				Reason: "a configuration file holds no secret: put it in an environment variable and name it with secretEnv"}
+		}
+		for _, k := range slices.Sorted(maps.Keys(sc.Handler.Header)) {
+			if credentialHeader(k, sc.Handler.Header[k]) {
+				return Config{}, nil, &ConfigError{File: path, Setting: at + ".handler.header", Value: strconv.Quote(k),
+					Reason: "a configuration file holds no credential: put the value in an environment variable and name it with headerEnv"}
+			}
 		}
 		cfg.Subscriptions = append(cfg.Subscriptions, sc)
 	}
-	return cfg, nil
+	return cfg, keys, nil
+}
+
+// add records the members of the JSON object obj (already decoded
+// strictly) under prefix. A value that is not an object adds nothing.
+func (k fileKeys) add(prefix string, obj []byte) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(obj, &m) != nil {
+		return
+	}
+	for name := range m {
+		k[prefix+name] = true
+	}
+}
+
+// credentialHeader reports whether a header named name with value v
+// carries a credential: by its name (Authorization, Proxy-Authorization,
+// Cookie, or one naming a token, key, secret, password, session, signature
+// or credential) or by its value (an HTTP authentication scheme such as
+// "Bearer …" or "Basic …").
+func credentialHeader(name, v string) bool {
+	n := strings.ToLower(name)
+	for _, w := range []string{"auth", "cookie", "token", "key", "secret", "passw", "session", "signature", "credential"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	scheme, _, _ := strings.Cut(strings.TrimSpace(v), " ")
+	switch strings.ToLower(scheme) {
+	case "bearer", "basic", "digest", "token", "negotiate", "aws4-hmac-sha256":
+		return true
+	}
+	return false
 }
 
 // decodeStrict decodes one JSON value into v, refusing unknown fields and
@@ -163,6 +222,8 @@ func describeType(t reflect.Type) string {
 		return "an object"
 	case reflect.Slice:
 		return "an array"
+	case reflect.Bool:
+		return "true or false"
 	}
 	return t.String()
 }

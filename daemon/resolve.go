@@ -63,6 +63,9 @@ type subEntry struct {
 	overrides map[string]origin
 	// fromFlags: the entry was made by --subscription.
 	fromFlags bool
+	// keys are the settings the configuration file writes, by their path
+	// in it.
+	keys fileKeys
 }
 
 // at returns where the entry's field path ("handler.url") was set.
@@ -71,7 +74,8 @@ func (e *subEntry) at(path string) origin {
 		return o
 	}
 	if e.base != "" {
-		return origin{name: e.base + "." + path, file: e.file}
+		name := e.base + "." + path
+		return origin{name: name, file: e.file, set: e.keys[name]}
 	}
 	if e.fromFlags {
 		for _, s := range settings {
@@ -105,7 +109,7 @@ func resolve(cfg Config, opts Options) (*plan, error) {
 	origins := map[string]origin{}
 	var subs []*subEntry
 	if cfg.ConfigFile != "" {
-		fc, err := LoadFile(cfg.ConfigFile)
+		fc, keys, err := loadFile(cfg.ConfigFile)
 		if err != nil {
 			var ce *ConfigError
 			if errors.As(err, &ce) && ce.Setting == "" {
@@ -120,12 +124,18 @@ func resolve(cfg Config, opts Options) (*plan, error) {
 		eff = fc
 		eff.Subscriptions = nil
 		for _, s := range settings {
-			if s.top != nil && s.path != "" && !isZero(s.top(&fc)) {
-				origins[s.path] = origin{name: s.path, file: cfg.ConfigFile}
+			if s.top == nil || s.path == "" || (!keys[s.path] && isZero(s.top(&fc))) {
+				continue
 			}
+			o := origin{name: s.path, file: cfg.ConfigFile, set: true}
+			if v, isStr := s.top(&fc).(*string); isStr && *v == "" && !s.emptyOK {
+				// As --table "" is.
+				return nil, o.errAt(`""`, "want a value (leave the setting out for its default)")
+			}
+			origins[s.path] = o
 		}
 		for i, sc := range fc.Subscriptions {
-			subs = append(subs, &subEntry{conf: sc, base: fmt.Sprintf("subscriptions[%d]", i), file: cfg.ConfigFile})
+			subs = append(subs, &subEntry{conf: sc, base: fmt.Sprintf("subscriptions[%d]", i), file: cfg.ConfigFile, keys: keys})
 		}
 	}
 
@@ -162,6 +172,14 @@ func resolve(cfg Config, opts Options) (*plan, error) {
 	topAt := func(path string) origin {
 		if o, ok := origins[path]; ok {
 			return o
+		}
+		if f != nil {
+			// Not set: named as the flag that would set it.
+			for _, s := range settings {
+				if s.top != nil && s.path == path {
+					return origin{name: "--" + s.flag}
+				}
+			}
 		}
 		return origin{name: path}
 	}
@@ -325,10 +343,7 @@ func applySubFlags(f *flagState, env func(string) string, subs *[]*subEntry, fin
 
 // checkTop applies the defaults to the top-level settings and checks them.
 func checkTop(c *Config, at func(string) origin, p *plan) error {
-	explicit := func(path string) bool {
-		o := at(path)
-		return o.flag || o.env
-	}
+	explicit := func(path string) bool { return at(path).explicit() }
 	// An explicit zero (a flag given 0) is an error, not the default.
 	if c.Table == "" {
 		c.Table = store.DefaultTableName
@@ -398,7 +413,15 @@ func checkTop(c *Config, at func(string) origin, p *plan) error {
 		return at("leaseDuration").errAt(c.LeaseDuration.String(), "want 1s or more")
 	}
 	if c.LeaseRenew <= 0 || 2*c.LeaseRenew >= c.LeaseDuration {
-		return at("leaseRenew").errAt(c.LeaseRenew.String(), "want a positive duration under half of leaseDuration ("+c.LeaseDuration.String()+")")
+		renew, dur := at("leaseRenew"), at("leaseDuration")
+		durName, durValue := dur.name, c.LeaseDuration.String()
+		if dur.file != "" && dur.file != renew.file {
+			durName += " in " + dur.file
+		}
+		if !dur.explicit() {
+			durValue += ", its default"
+		}
+		return renew.errAt(c.LeaseRenew.String(), "want a positive duration under half of "+durName+" ("+durValue+")")
 	}
 	if c.BalanceEvery <= 0 {
 		return at("balanceEvery").errAt(c.BalanceEvery.String(), "want a positive duration")
@@ -414,10 +437,7 @@ func checkTop(c *Config, at func(string) origin, p *plan) error {
 func checkSub(e *subEntry, env func(string) string, opts Options, goNames []string, stdout subscribe.Handler) (planSub, error) {
 	c := &e.conf
 	h := &c.Handler
-	explicit := func(path string) bool {
-		o := e.at(path)
-		return o.flag || o.env
-	}
+	explicit := func(path string) bool { return e.at(path).explicit() }
 	q := strconv.Quote
 	if reason := checkName(c.Name); reason != "" {
 		v := q(c.Name)
@@ -505,6 +525,8 @@ func checkSub(e *subEntry, env func(string) string, opts Options, goNames []stri
 			{"handler.timeout", h.Timeout != 0 || explicit("handler.timeout"), func() { h.Timeout = 0 }},
 			{"handler.header", len(h.Header) > 0, nil},
 			{"handler.headerEnv", len(h.HeaderEnv) > 0, nil},
+			{"handler.allowInsecure", h.AllowInsecure, func() { h.AllowInsecure = false }},
+			{"handler.legacySignature", h.LegacySignature, func() { h.LegacySignature = false }},
 		} {
 			if !f.set {
 				continue
@@ -605,13 +627,16 @@ func buildWebhook(e *subEntry, env func(string) string) (*webhook.Handler, []str
 	if reason := checkURL(h.URL); reason != "" {
 		return nil, nil, e.at("handler.url").errAt(q(redactURL(h.URL)), reason)
 	}
-	if h.Timeout == 0 && !(e.at("handler.timeout").flag || e.at("handler.timeout").env) {
+	if u, _ := url.Parse(h.URL); u.Scheme == "http" && !webhook.IsLoopbackHost(u.Hostname()) && !h.AllowInsecure {
+		return nil, nil, e.at("handler.url").errAt(q(redactURL(h.URL)), "plain http to a host that is not a loopback one: the commits, headers and signature would cross the network in the clear; use https, or allow it explicitly with "+e.at("handler.allowInsecure").name)
+	}
+	if h.Timeout == 0 && !e.at("handler.timeout").explicit() {
 		h.Timeout = Duration(DefaultWebhookTimeout)
 	}
 	if h.Timeout <= 0 {
 		return nil, nil, e.at("handler.timeout").errAt(h.Timeout.String(), "want a positive duration")
 	}
-	if h.Batch == 0 && !(e.at("handler.batch").flag || e.at("handler.batch").env) {
+	if h.Batch == 0 && !e.at("handler.batch").explicit() {
 		h.Batch = 1
 	}
 	if h.Batch < 1 || h.Batch > maxBatch {
@@ -624,6 +649,20 @@ func buildWebhook(e *subEntry, env func(string) string) (*webhook.Handler, []str
 		if h.Secret = env(h.SecretEnv); h.Secret == "" {
 			return nil, nil, e.at("handler.secretEnv").errAt(q(h.SecretEnv), "the environment variable is not set")
 		}
+	}
+	key, err := webhook.ParseSecret(h.Secret)
+	if err != nil {
+		path := "handler.secret"
+		if h.SecretEnv != "" {
+			path = "handler.secretEnv"
+		}
+		o := e.at(path)
+		o.noValueOut = path == "handler.secret"
+		v := ""
+		if !o.noValueOut {
+			v = q(h.SecretEnv)
+		}
+		return nil, nil, o.errAt(v, strings.TrimPrefix(err.Error(), "webhook: "))
 	}
 	header := http.Header{}
 	for _, k := range slices.Sorted(maps.Keys(h.Header)) {
@@ -638,10 +677,13 @@ func buildWebhook(e *subEntry, env func(string) string) (*webhook.Handler, []str
 	}
 	wh, err := webhook.New(webhook.Config{
 		URL:          h.URL,
-		Secret:       []byte(h.Secret),
+		Secret:       key,
 		Timeout:      time.Duration(h.Timeout),
 		Header:       header,
 		Subscription: e.conf.Name,
+
+		AllowInsecure:   h.AllowInsecure,
+		LegacySignature: h.LegacySignature,
 	})
 	if err != nil {
 		// webhook's errors name the field and never a secret or a header
@@ -719,8 +761,15 @@ func checkName(name string) string {
 	return ""
 }
 
+// explicit reports whether the setting was given, as a flag, a variable or
+// in the configuration file, even as a zero value: then a zero is judged,
+// not read as the default.
+func (o origin) explicit() bool { return o.flag || o.env || o.set }
+
 func isZero(p any) bool {
 	switch v := p.(type) {
+	case *bool:
+		return !*v
 	case *string:
 		return *v == ""
 	case *int:
@@ -733,6 +782,8 @@ func isZero(p any) bool {
 
 func copyValue(dst, src any) {
 	switch d := dst.(type) {
+	case *bool:
+		*d = *src.(*bool)
 	case *string:
 		*d = *src.(*string)
 	case *int:

@@ -303,7 +303,7 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.headers[req.Header.Get("X-Api-Key")]++
-	if err := webhook.Verify(r.secret, body, req.Header.Get(webhook.SignatureHeader)); len(r.secret) > 0 && err != nil {
+	if err := webhook.Verify(r.secret, body, req.Header); len(r.secret) > 0 && err != nil {
 		r.problems = append(r.problems, fmt.Sprintf("signature: %v", err))
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return

@@ -771,7 +771,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	if err := webhook.Verify(rc.secret, body, r.Header.Get(webhook.SignatureHeader)); err != nil {
+	if err := webhook.Verify(rc.secret, body, r.Header); err != nil {
 		rc.bad = append(rc.bad, err.Error())
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return

@@ -31,9 +31,18 @@
 //     reads "%2F". A retry of the same request carries the same value.
 //   - X-Eventstore-Subscription (SubscriptionHeader): Config.Subscription,
 //     when set, so that one receiver can serve several subscriptions.
-//   - X-Eventstore-Signature (SignatureHeader): when Config.Secret is set,
-//     "sha256=" followed by the lower-case hex HMAC-SHA256 of the body under
-//     the secret (see Sign).
+//   - webhook-id (IDHeader): the delivery's id, MessageID(subscription,
+//     delivery): the same on every attempt of one delivery, so that a
+//     receiver can de-duplicate on it.
+//   - webhook-timestamp (TimestampHeader): the attempt's time, in Unix
+//     seconds.
+//   - webhook-signature (StandardSignatureHeader): when Config.Secret is
+//     set, "v1," and the base64 HMAC-SHA256, under the secret, of
+//     "id.timestamp.body" (see Sign), as the Standard Webhooks
+//     specification (https://www.standardwebhooks.com/) defines it.
+//   - X-Eventstore-Signature (SignatureHeader, deprecated): only with
+//     Config.LegacySignature, "sha256=" and the hex HMAC-SHA256 of the
+//     body alone (see LegacySign), for receivers not yet moved to Verify.
 //   - User-Agent: "eventstore-webhook", unless Config.Header sets one.
 //   - Every header of Config.Header.
 //
@@ -80,16 +89,26 @@
 //
 //	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 8<<20))
 //	if err != nil { … }
-//	if err := webhook.Verify(secret, body, r.Header.Get(webhook.SignatureHeader)); err != nil {
+//	if err := webhook.Verify(key, body, r.Header); err != nil {
 //		http.Error(w, "bad signature", http.StatusUnauthorized)
 //		return
 //	}
 //	var c store.Commit
 //	err = json.Unmarshal(body, &c)
 //
-// The signature covers the body only, not a timestamp: a replayed request is
-// a duplicate delivery, which at-least-once receivers handle anyway. To
-// rotate a secret, a receiver accepts a request that either secret verifies.
+// Verify checks the signature, refuses a timestamp more than 5 minutes from
+// the receiver's clock (a captured request cannot be replayed later) and
+// an id that is not the one of the delivery and subscription headers. The
+// signature covers the id, the timestamp and the body; the delivery and
+// subscription headers are bound to it through the id. Receivers in other
+// languages use a Standard Webhooks library with the secret in its
+// "whsec_" form (FormatSecret). See docs/webhooks.md.
+//
+// # Plain http
+//
+// New refuses a plain http URL to a host that is not a loopback one unless
+// Config.AllowInsecure says so: the commits, the headers and the signature
+// would cross the network in the clear.
 //
 // A Handler is safe for concurrent use.
 package webhook

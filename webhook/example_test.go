@@ -27,7 +27,7 @@ func ExampleVerify() {
 			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		if err := webhook.Verify(secret, body, r.Header.Get(webhook.SignatureHeader)); err != nil {
+		if err := webhook.Verify(secret, body, r.Header); err != nil {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}

@@ -24,8 +24,10 @@ import (
 // Headers the Handler sets on every request (see the package
 // documentation).
 const (
-	// SignatureHeader carries Sign(Config.Secret, body) when a secret is
-	// set.
+	// SignatureHeader carries LegacySign(Config.Secret, body) when a
+	// secret is set and Config.LegacySignature asks for it.
+	//
+	// Deprecated: receivers verify StandardSignatureHeader with Verify.
 	SignatureHeader = "X-Eventstore-Signature"
 	// SubscriptionHeader carries Config.Subscription when it is set.
 	SubscriptionHeader = "X-Eventstore-Subscription"
@@ -104,9 +106,22 @@ type Config struct {
 	// URL is where commits are POSTed: an absolute http or https URL.
 	// Required.
 	URL string
-	// Secret, when not empty, signs every request: SignatureHeader carries
-	// Sign(Secret, body). Default none (no signature header).
+	// Secret, when not empty, is the HMAC key that signs every request
+	// the Standard Webhooks way: StandardSignatureHeader carries Sign(Secret,
+	// id, timestamp, body). ParseSecret turns a "whsec_…" secret into its
+	// key. Default none (no signature header).
 	Secret []byte
+	// LegacySignature also sends the deprecated SignatureHeader
+	// (LegacySign(Secret, body)), for receivers still checking it with
+	// VerifyLegacy during their move to Verify. Default false: not sent.
+	//
+	// Deprecated: it will be removed; move receivers to Verify.
+	LegacySignature bool
+	// AllowInsecure allows a plain http URL to a host that is not a
+	// loopback one (see IsLoopbackHost). Default false: New refuses it,
+	// since the request would carry the commits, the headers and the
+	// signature in the clear.
+	AllowInsecure bool
 	// Timeout bounds one request, from sending it to reading its answer.
 	// It applies on top of the caller's context and of Client.Timeout.
 	// Default 10 s (DefaultTimeout); negative is invalid.
@@ -143,6 +158,9 @@ type Handler struct {
 	subscription  string
 	redact        []string // secret and header values, longest first
 	now           func() time.Time
+
+	// legacySignature: also send SignatureHeader.
+	legacySignature bool
 }
 
 var (
@@ -177,6 +195,9 @@ func New(cfg Config) (*Handler, error) {
 	case u.Host == "":
 		return nil, bad("URL", "no host")
 	}
+	if reason := insecureReason(u); reason != "" && !cfg.AllowInsecure {
+		return nil, bad("URL", "%s", reason)
+	}
 	if cfg.Timeout < 0 {
 		return nil, bad("Timeout", "negative (%v)", cfg.Timeout)
 	}
@@ -194,6 +215,8 @@ func New(cfg Config) (*Handler, error) {
 		header:        make(http.Header, len(cfg.Header)),
 		subscription:  cfg.Subscription,
 		now:           time.Now,
+
+		legacySignature: cfg.LegacySignature,
 	}
 	if h.timeout == 0 {
 		h.timeout = DefaultTimeout
@@ -299,9 +322,7 @@ func (h *Handler) post(ctx context.Context, body []byte, delivery string) error 
 	if h.subscription != "" {
 		req.Header.Set(SubscriptionHeader, h.subscription)
 	}
-	if len(h.secret) > 0 {
-		req.Header.Set(SignatureHeader, Sign(h.secret, body))
-	}
+	h.setStandardHeaders(req.Header, body, delivery)
 
 	resp, err := h.client.Do(req)
 	if err != nil {
@@ -392,7 +413,7 @@ func reservedHeader(k string) bool {
 	case "Content-Type", "Content-Length", "Host", "Transfer-Encoding":
 		return true
 	}
-	return strings.HasPrefix(k, "X-Eventstore-")
+	return strings.HasPrefix(k, "X-Eventstore-") || strings.HasPrefix(k, "Webhook-")
 }
 
 // validHeaderName reports whether k is an RFC 9110 token.

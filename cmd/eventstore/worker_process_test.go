@@ -147,7 +147,7 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	time.Sleep(latency)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := webhook.Verify(r.secret, body, req.Header.Get(webhook.SignatureHeader)); err != nil {
+	if err := webhook.Verify(r.secret, body, req.Header); err != nil {
 		r.problems = append(r.problems, fmt.Sprintf("signature: %v", err))
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
