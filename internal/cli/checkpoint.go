@@ -9,7 +9,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -483,7 +482,7 @@ subscription with no checkpoint.`,
 				views[i] = newCheckpointView(cp, head)
 			}
 			if *asJSON {
-				enc := json.NewEncoder(s.stdout)
+				enc := json.NewEncoder(jsonSafeWriter{w: s.stdout})
 				enc.SetEscapeHTML(false)
 				for _, v := range views {
 					if err := enc.Encode(v); err != nil {
@@ -502,16 +501,16 @@ subscription with no checkpoint.`,
 }
 
 func printCheckpointTable(w io.Writer, views []checkpointView, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SUBSCRIPTION\tUNIT\tOWNER\tLEASE\tUPDATED\tPOSITION\tLAG")
+	t := newTextTable(w)
+	t.row("SUBSCRIPTION", "UNIT", "OWNER", "LEASE", "UPDATED", "POSITION", "LAG")
 	for _, v := range views {
 		updated := "never"
 		if v.UpdatedAt != nil {
 			updated = ago(*v.UpdatedAt, now)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", v.Subscription, dash(v.Unit), v.ownerText(now), v.Lease, updated, v.summary(), v.lagText())
+		t.row(v.Subscription, dash(v.Unit), v.ownerText(now), v.Lease, updated, v.summary(), v.lagText())
 	}
-	_ = tw.Flush()
+	t.flush()
 }
 
 // ownerText is the owner for the list: "-" for none, and for a lease how
@@ -578,7 +577,7 @@ Exit status: 0 success, 1 a failure or no checkpoint for that subscription
 			}
 			v.Position = &cp.Position
 			if *asJSON {
-				enc := json.NewEncoder(s.stdout)
+				enc := json.NewEncoder(jsonSafeWriter{w: s.stdout})
 				enc.SetEscapeHTML(false)
 				enc.SetIndent("", "  ")
 				if err := enc.Encode(v); err != nil {
@@ -593,9 +592,9 @@ Exit status: 0 success, 1 a failure or no checkpoint for that subscription
 }
 
 func printCheckpoint(w io.Writer, v checkpointView, head headState, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	t := newTextTable(w)
 	row := func(k, format string, args ...any) {
-		fmt.Fprintf(tw, "%s:\t"+format+"\n", append([]any{k}, args...)...)
+		t.row(k+":", fmt.Sprintf(format, args...))
 	}
 	stamp := func(t time.Time) string { return t.UTC().Format(timeLayout) + " (" + ago(t, now) + ")" }
 	row("subscription", "%s", v.Subscription)
@@ -667,7 +666,7 @@ func printCheckpoint(w io.Writer, v checkpointView, head headState, now time.Tim
 		raw = *v.Position
 	}
 	row("position", "%s", dash(raw))
-	_ = tw.Flush()
+	t.flush()
 }
 
 var checkpointSetCommand = &command{

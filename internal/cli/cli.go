@@ -59,8 +59,12 @@ type session struct {
 }
 
 // warnf writes a message to stderr, prefixed "eventstore: ".
+//
+// Control characters other than newlines and tabs are escaped
+// (escapeMessage): a message may quote data, such as a reason a handler
+// gave, that would otherwise drive the terminal.
 func (s *session) warnf(format string, args ...any) {
-	fmt.Fprintf(s.stderr, prog+": "+format+"\n", args...)
+	fmt.Fprint(s.stderr, escapeMessage(fmt.Sprintf(prog+": "+format, args...))+"\n")
 }
 
 // commands is the command table, in the order of the command list.

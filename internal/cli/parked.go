@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
@@ -90,7 +89,7 @@ unknown SUBSCRIPTION, 2 a usage error.`,
 				groups, corrupt = append(groups, g...), corrupt+n
 			}
 			if *asJSON {
-				enc := json.NewEncoder(s.stdout)
+				enc := json.NewEncoder(jsonSafeWriter{w: s.stdout})
 				enc.SetEscapeHTML(false)
 				for _, g := range groups {
 					if err := enc.Encode(g); err != nil {
@@ -209,18 +208,18 @@ func printParked(s *session, groups []*parkedGroup, now time.Time) {
 	}
 	w := s.stdout
 	if commits > 0 {
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SUBSCRIPTION\tAGGREGATE\tVERSION\tCOMMIT ID\tATTEMPTS\tPARKED\tREASON")
+		t := newTextTable(w)
+		t.row("SUBSCRIPTION", "AGGREGATE", "VERSION", "COMMIT ID", "ATTEMPTS", "PARKED", "REASON")
 		for _, g := range groups {
 			for _, c := range g.Commits {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", g.Subscription, g.AggregateID, c.Commit.Version, c.Commit.CommitID,
+				t.row(g.Subscription, g.AggregateID, c.Commit.Version, c.Commit.CommitID,
 					c.Attempts, ago(c.ParkedAt, now), firstLine(c.Reason, 80))
 			}
 		}
-		_ = tw.Flush()
+		t.flush()
 		fmt.Fprintf(w, "\n%d parked %s:\n", commits, plural(commits, "commit", "commits"))
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SUBSCRIPTION\tAGGREGATE\tCOMMITS\tVERSIONS\tPARKED SINCE")
+		t = newTextTable(w)
+		t.row("SUBSCRIPTION", "AGGREGATE", "COMMITS", "VERSIONS", "PARKED SINCE")
 		for _, g := range groups {
 			if len(g.Commits) == 0 {
 				continue
@@ -236,23 +235,23 @@ func printParked(s *session, groups []*parkedGroup, now time.Time) {
 					oldest = c.ParkedAt
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", g.Subscription, g.AggregateID, len(g.Commits), versions, ago(oldest, now))
+			t.row(g.Subscription, g.AggregateID, len(g.Commits), versions, ago(oldest, now))
 		}
-		_ = tw.Flush()
+		t.flush()
 	}
 	if requests > 0 {
 		if commits > 0 {
 			fmt.Fprintln(w)
 		}
 		fmt.Fprintln(w, "Requests:")
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SUBSCRIPTION\tAGGREGATE\tKIND\tREQUESTED\tSTATE")
+		t := newTextTable(w)
+		t.row("SUBSCRIPTION", "AGGREGATE", "KIND", "REQUESTED", "STATE")
 		for _, g := range groups {
 			if r := g.req; r != nil {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Subscription, g.AggregateID, r.Kind, ago(r.RequestedAt, now), requestState(*r))
+				t.row(g.Subscription, g.AggregateID, r.Kind, ago(r.RequestedAt, now), requestState(*r))
 			}
 		}
-		_ = tw.Flush()
+		t.flush()
 	}
 }
 
@@ -572,11 +571,11 @@ func versionRange(parked []checkpoint.Parked) string {
 
 func printParkedCommits(w io.Writer, parked []checkpoint.Parked) {
 	now := time.Now()
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SUBSCRIPTION\tAGGREGATE\tVERSION\tCOMMIT ID\tATTEMPTS\tPARKED\tREASON")
+	t := newTextTable(w)
+	t.row("SUBSCRIPTION", "AGGREGATE", "VERSION", "COMMIT ID", "ATTEMPTS", "PARKED", "REASON")
 	for _, p := range parked {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", p.Subscription, p.Commit.AggregateID, p.Commit.Version, p.Commit.CommitID,
+		t.row(p.Subscription, p.Commit.AggregateID, p.Commit.Version, p.Commit.CommitID,
 			p.Attempts, ago(p.ParkedAt, now), firstLine(p.Reason, 80))
 	}
-	_ = tw.Flush()
+	t.flush()
 }

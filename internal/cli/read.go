@@ -98,8 +98,12 @@ func printCommits(s *session, cfg store.Config, seq iter.Seq2[store.Commit, erro
 
 // newCommitEncoder returns an encoder of commits as JSON lines, in the
 // commit shape, with events as stored (no HTML escaping).
+//
+// DEL, the C1 controls and the bidirectional formatting characters are
+// written as \u escapes (jsonSafeWriter), so that a commit printed on a
+// terminal cannot drive it; the JSON values are the same.
 func newCommitEncoder(w io.Writer) *json.Encoder {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(jsonSafeWriter{w: w})
 	enc.SetEscapeHTML(false)
 	return enc
 }
