@@ -386,7 +386,7 @@ func TestAppendQueryScan(t *testing.T) {
 	if got := lines(r.stdout); !slices.Equal(got, fromThird) || len(got) < 3 {
 		t.Errorf("scan --from-commit-id %s:\n got %q\nwant %q", from, got, fromThird)
 	}
-	r = cmd(t, table, "", "scan", "--from-commit-id", "9")
+	r = cmd(t, table, "", "scan", "--from-commit-id", "99991231235959999")
 	r.want(t, 0)
 	if r.stdout != "" {
 		t.Errorf("scan from the far future printed %q", r.stdout)

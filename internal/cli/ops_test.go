@@ -1140,3 +1140,42 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool, msg func() s
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestScanFromIsTailFrom: scan --from-commit-id accepts and refuses what
+// tail --from does, and means the same by it.
+func TestScanFromIsTailFrom(t *testing.T) {
+	t.Parallel()
+	table := newTable(t)
+	st := openStore(t, table)
+	commits := appendCommits(t, st, "a/0", "b/0", "a/1", "c/0")
+	second := commits[1].Time()
+	for _, point := range []string{
+		"", "beginning", "now", "NOW",
+		commits[2].CommitID,
+		commits[2].CommitID[:17],
+		second.Format(time.RFC3339Nano),
+		second.Add(-time.Hour).Format(time.RFC3339),
+		second.Add(24 * time.Hour).Format(time.RFC3339),
+		"99991231235959999",
+		// Refused by both.
+		"garbage", "garbage:agg", "20240101", "9", "2026-13-01T00:00:00Z", "2026-12-07 23:25:00",
+	} {
+		tail := cmd(t, table, "", "tail", "--from", point)
+		scan := cmd(t, table, "", "scan", "--from-commit-id", point)
+		if tail.code != scan.code || tail.stdout != scan.stdout {
+			t.Errorf("from %q: tail exits %d with %d lines, scan exits %d with %d lines\ntail stderr %s\nscan stderr %s",
+				point, tail.code, len(lines(tail.stdout)), scan.code, len(lines(scan.stdout)), tail.stderr, scan.stderr)
+		}
+		if tail.code == 2 && !strings.Contains(scan.stderr, `--from-commit-id "`+point+`": want beginning, now, a commit id`) {
+			t.Errorf("from %q: scan says %q, want it to name --from-commit-id and the forms", point, scan.stderr)
+		}
+	}
+	// The refusals are refusals, and the time means the first commit at or
+	// after it, as for tail.
+	cmd(t, table, "", "scan", "--from-commit-id", "garbage").want(t, 2, `--from-commit-id "garbage"`)
+	r := cmd(t, table, "", "scan", "--from-commit-id", second.Format(time.RFC3339Nano))
+	r.want(t, 0)
+	if got := decode(t, r.stdout); len(got) != 3 || got[0].AggregateID != "b" {
+		t.Errorf("scan from the second commit's time: %+v, want the last 3 commits", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"time"
 
 	"github.com/dynamodb-event-store/eventstore/store"
 )
@@ -48,26 +49,32 @@ var scanCommand = &command{
 	summary: "print every commit, in commit order, as JSON lines",
 	help: `
 Prints every commit in global commit order (the commit-order index: commitId,
-then aggregateId and version), from --from-commit-id on (inclusive; any
-prefix of a commit id works, e.g. 20240101), one JSON object a line:
+then aggregateId and version), from --from-commit-id on, one JSON object a
+line:
   {"commitId":…,"committedAt":…,"aggregateId":…,"version":…,"events":[…]}
+
+--from-commit-id takes what tail --from takes, with the same meaning:
+beginning (the default), now, a commit id (YYYYMMDDHHmmssSSS, optionally
+":aggregateId"; inclusive) or an RFC 3339 time such as 2026-11-26T08:00:00Z
+(the first commit at or after it). Anything else is a usage error (exit
+status 2).
 
 The index is eventually consistent: a commit appended moments ago may not be
 listed yet. An item that does not decode as a commit is reported on stderr
 with its key and not printed; the rest is printed and the exit status is 1.`,
 	setup: func(fs *flag.FlagSet, env func(string) string) action {
 		sf := addStoreFlags(fs, env)
-		from := fs.String("from-commit-id", "", "first commit `ID` to print (inclusive), or a prefix of one; default: the first commit")
+		from := fs.String("from-commit-id", "", "start `POINT`, as tail --from takes it: beginning, now, a commit id\n(YYYYMMDDHHmmssSSS[:aggregateId], inclusive) or an RFC 3339 time (default:\nbeginning)")
 		return func(ctx context.Context, s *session) error {
+			start, err := parseStartPoint("from-commit-id", *from, "beginning")
+			if err != nil {
+				return err
+			}
 			_, st, err := sf.open(ctx, s)
 			if err != nil {
 				return err
 			}
-			var after store.Position // the start
-			if *from != "" {
-				after = store.FromCommitID(*from)
-			}
-			return printCommits(s, st.Config(), st.Scan(ctx, after))
+			return printCommits(s, st.Config(), st.Scan(ctx, startPosition(start, time.Now())))
 		}
 	},
 }

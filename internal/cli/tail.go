@@ -56,16 +56,13 @@ Exit status: 0 success (with --follow: stopped by Ctrl-C), 1 a failure,
 		follow := fs.Bool("follow", false, "keep printing new commits until Ctrl-C")
 		source := fs.String("source", "index", "with --follow, where to read commits (`SOURCE`): index, stream or auto")
 		return func(ctx context.Context, s *session) error {
-			point := *from
-			if strings.TrimSpace(point) == "" {
-				point = "beginning"
-				if *follow {
-					point = "now"
-				}
+			def := "beginning"
+			if *follow {
+				def = "now"
 			}
-			start, err := subscribe.ParseStart(point)
+			start, err := parseStartPoint("from", *from, def)
 			if err != nil {
-				return flagErrorf("--from %q: %s", point, startForms)
+				return err
 			}
 			mode, err := subscribe.ParseSourceMode(*source)
 			if err != nil {
@@ -102,6 +99,21 @@ Exit status: 0 success (with --follow: stopped by Ctrl-C), 1 a failure,
 			return follows(ctx, s, cfg, start, mode)
 		}
 	},
+}
+
+// parseStartPoint reads the value of a start point flag (tail --from, scan
+// --from-commit-id): beginning, now, a commit id or an RFC 3339 time, as
+// subscribe.ParseStart reads it; empty or blank means def. Anything else is
+// a usage error naming the flag.
+func parseStartPoint(flagName, value, def string) (subscribe.Start, error) {
+	if strings.TrimSpace(value) == "" {
+		value = def
+	}
+	start, err := subscribe.ParseStart(value)
+	if err != nil {
+		return subscribe.Start{}, flagErrorf("--%s %q: %s", flagName, value, startForms)
+	}
+	return start, nil
 }
 
 // startPosition returns the index position a start point means at time
