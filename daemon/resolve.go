@@ -42,6 +42,9 @@ type plan struct {
 	level     slog.Level
 	subs      []planSub
 	anyStream bool
+	// bucketsAt is where the bucket count was set, for the error of a
+	// count the table disagrees with.
+	bucketsAt origin
 }
 
 // planSub is one subscription ready to register.
@@ -223,7 +226,7 @@ func resolve(cfg Config, opts Options) (*plan, error) {
 		}
 	}
 
-	p := &plan{}
+	p := &plan{bucketsAt: topAt("buckets")}
 	if err := checkTop(&eff, topAt, p); err != nil {
 		return nil, err
 	}

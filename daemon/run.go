@@ -206,6 +206,9 @@ func (p *plan) run(ctx context.Context, opts Options, log *slog.Logger) error {
 		}
 		return err
 	}
+	if err := p.checkBuckets(ctx, ddb, log); err != nil {
+		return err
+	}
 	drain, finalSave := timeouts(time.Duration(cfg.ShutdownTimeout))
 	wcfg := subscribe.Config{
 		Reader:           st,

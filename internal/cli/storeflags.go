@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go/logging"
@@ -37,6 +38,9 @@ type storeFlags struct {
 	bucketsEnvErr error // EVENTSTORE_BUCKETS is set but unusable
 	endpoint      string
 	region        string
+	// noBucketCheck: open does not check --buckets against the table (the
+	// table commands, which create, delete or describe it).
+	noBucketCheck bool
 }
 
 func addStoreFlags(fs *flag.FlagSet, env func(string) string) *storeFlags {
@@ -54,7 +58,7 @@ func addStoreFlags(fs *flag.FlagSet, env func(string) string) *storeFlags {
 		}
 	}
 	fs.IntVar(&f.buckets, "buckets", buckets,
-		"number `N` of index buckets (1 to "+strconv.Itoa(store.MaxIndexBuckets)+"); every writer and reader of a table\nmust use the same; $"+EnvBuckets+" sets the default")
+		"number `N` of index buckets (1 to "+strconv.Itoa(store.MaxIndexBuckets)+"); every writer and reader of a table\nmust use the same: a count its items disagree with is refused; $"+EnvBuckets+" sets the\ndefault")
 	fs.StringVar(&f.endpoint, "endpoint", env(EnvEndpoint),
 		"DynamoDB endpoint `URL`, e.g. http://localhost:8000; $"+EnvEndpoint+" sets the default, else\nthe SDK's, from $AWS_ENDPOINT_URL_DYNAMODB or the profile; on a loopback address\nthe response checksum is not checked (DynamoDB Local's does not match)")
 	fs.StringVar(&f.region, "region", env(EnvRegion),
@@ -110,7 +114,51 @@ func (f *storeFlags) open(ctx context.Context, s *session) (*dynamodb.Client, *s
 	case err != nil:
 		return nil, nil, flagErrorf("%w", err)
 	}
+	if !f.noBucketCheck {
+		if err := f.checkBuckets(ctx, s, client, st.Config(), set["buckets"]); err != nil {
+			return nil, nil, err
+		}
+	}
 	return client, st, nil
+}
+
+// checkBuckets refuses a --buckets that does not match the table (see
+// store.CheckBuckets), naming the flag or its variable. A missing table is
+// left to the command to report; a failed check is a warning.
+func (f *storeFlags) checkBuckets(ctx context.Context, s *session, client store.InspectAPI, cfg store.Config, flagSet bool) error {
+	err := store.CheckBuckets(ctx, client, cfg)
+	var be *store.BucketMismatchError
+	switch {
+	case err == nil, errors.Is(err, store.ErrTableNotFound):
+		return nil
+	case errors.As(err, &be):
+		name := fmt.Sprintf("--buckets %d", f.buckets)
+		if !flagSet && f.env(EnvBuckets) != "" {
+			name = fmt.Sprintf("%s=%d", EnvBuckets, f.buckets)
+		}
+		return withCode(ExitUsage, fmt.Errorf("%s: does not match table %s: %s; every writer and reader of a table must use the same --buckets",
+			name, cfg.TableName, bucketFacts(be)))
+	case ctx.Err() != nil:
+		return err
+	}
+	s.warnf("could not check --buckets against table %s: %v", cfg.TableName, err)
+	return nil
+}
+
+// bucketFacts says what a bucket mismatch found, without the error's
+// "store: table …" prefix.
+func bucketFacts(be *store.BucketMismatchError) string {
+	msg := be.Error()
+	if i := strings.Index(msg, "aggregate "); i >= 0 {
+		msg = msg[i:]
+	}
+	switch n := len(be.Consistent); {
+	case n == 1:
+		msg += fmt.Sprintf(" (--buckets %d)", be.Consistent[0])
+	case n > 1:
+		msg += fmt.Sprintf(" (try --buckets %d)", be.Consistent[0])
+	}
+	return msg
 }
 
 // configFlags names the flag and the environment variable of each

@@ -31,6 +31,7 @@ failure listing the differences otherwise. Capacity is not compared. A table
 another process is still creating is waited for first.`,
 	setup: func(fs *flag.FlagSet, env func(string) string) action {
 		sf := addStoreFlags(fs, env)
+		sf.noBucketCheck = true
 		var opts store.TableOptions
 		fs.Int64Var(&opts.ReadCapacity, "read-capacity", 0, "provisioned read capacity `UNITS` of the table and the index (with --write-capacity);\ndefault: on-demand")
 		fs.Int64Var(&opts.WriteCapacity, "write-capacity", 0, "provisioned write capacity `UNITS` of the table and the index (with --read-capacity);\ndefault: on-demand")
@@ -77,6 +78,7 @@ Deletes the commits table, its index and every commit in it, and waits until
 it is gone. A missing table is an error (exit status 1), unless --if-exists.`,
 	setup: func(fs *flag.FlagSet, env func(string) string) action {
 		sf := addStoreFlags(fs, env)
+		sf.noBucketCheck = true
 		ifExists := fs.Bool("if-exists", false, "succeed if the table does not exist")
 		return func(ctx context.Context, s *session) error {
 			client, st, err := sf.open(ctx, s)
@@ -106,10 +108,12 @@ var tableDescribeCommand = &command{
 Prints a JSON summary of the commits table: name, status, key schema, the
 commit-order index, the stream, item count (DynamoDB updates it about every
 six hours), billing mode, and "mismatches", how the table differs from the
-layout the store relies on. Exit status 1 when the table is missing or does
-not conform.`,
+layout the store relies on, or how its items' index buckets differ from
+--buckets (checked on a sample of its items). Exit status 1 when
+the table is missing or does not conform.`,
 	setup: func(fs *flag.FlagSet, env func(string) string) action {
 		sf := addStoreFlags(fs, env)
+		sf.noBucketCheck = true
 		return func(ctx context.Context, s *session) error {
 			client, st, err := sf.open(ctx, s)
 			if err != nil {
@@ -122,6 +126,10 @@ not conform.`,
 			}
 			if err != nil {
 				return err
+			}
+			var be *store.BucketMismatchError
+			if err := store.CheckBuckets(ctx, client, cfg); errors.As(err, &be) {
+				mismatches = append(mismatches, fmt.Sprintf("index buckets: --buckets %d: %s", cfg.IndexBuckets, bucketFacts(be)))
 			}
 			out, err := json.MarshalIndent(summarize(d, cfg.IndexName, mismatches), "", "  ")
 			if err != nil {
