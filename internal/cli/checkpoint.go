@@ -30,6 +30,7 @@ var checkpointCommands = []*command{
 	checkpointGetCommand,
 	checkpointSetCommand,
 	checkpointResetCommand,
+	checkpointCreateTableCommand,
 }
 
 // checkpointFlags are the flags of the commands that read or write the
@@ -71,26 +72,18 @@ func addConnectionFlags(fs *flag.FlagSet, env func(string) string) *storeFlags {
 // open checks the flags and returns the commits store (nil unless the
 // command reads the commits table) and the checkpoint store.
 func (f *checkpointFlags) open(ctx context.Context, s *session) (*store.Store, *dynamocheckpoint.Store, error) {
-	if n := len(f.table); n < 3 || n > 255 {
-		set := false
-		f.sf.fs.Visit(func(fl *flag.Flag) { set = set || fl.Name == "checkpoint-table" })
-		if !set && f.sf.env(EnvCheckpointTable) != "" {
-			return nil, nil, withCode(ExitUsage, fmt.Errorf("%s=%q: want 3 to 255 characters", EnvCheckpointTable, f.table))
-		}
-		return nil, nil, flagErrorf("--checkpoint-table %q: want 3 to 255 characters", f.table)
-	}
 	var (
 		client *dynamodb.Client
 		st     *store.Store
 		err    error
 	)
 	if f.commits {
+		if err := f.checkTable(); err != nil {
+			return nil, nil, err
+		}
 		client, st, err = f.sf.open(ctx, s)
 	} else {
-		if err := awscfg.CheckEndpoint(f.sf.endpoint); err != nil {
-			return nil, nil, flagErrorf("--endpoint %v", err)
-		}
-		client, err = f.sf.client(ctx, s.stderr)
+		client, err = f.connect(ctx, s)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -100,6 +93,32 @@ func (f *checkpointFlags) open(ctx context.Context, s *session) (*store.Store, *
 		return nil, nil, flagErrorf("--checkpoint-table %q: %w", f.table, err)
 	}
 	return st, cps, nil
+}
+
+// checkTable refuses a --checkpoint-table (or its variable) that is no
+// table name.
+func (f *checkpointFlags) checkTable() error {
+	if n := len(f.table); n < 3 || n > 255 {
+		set := false
+		f.sf.fs.Visit(func(fl *flag.Flag) { set = set || fl.Name == "checkpoint-table" })
+		if !set && f.sf.env(EnvCheckpointTable) != "" {
+			return withCode(ExitUsage, fmt.Errorf("%s=%q: want 3 to 255 characters", EnvCheckpointTable, f.table))
+		}
+		return flagErrorf("--checkpoint-table %q: want 3 to 255 characters", f.table)
+	}
+	return nil
+}
+
+// connect checks --checkpoint-table and --endpoint and returns a client,
+// for a command that does not read the commits table.
+func (f *checkpointFlags) connect(ctx context.Context, s *session) (*dynamodb.Client, error) {
+	if err := f.checkTable(); err != nil {
+		return nil, err
+	}
+	if err := awscfg.CheckEndpoint(f.sf.endpoint); err != nil {
+		return nil, flagErrorf("--endpoint %v", err)
+	}
+	return f.sf.client(ctx, s.stderr)
 }
 
 // explain turns a missing checkpoint table into one clear message.

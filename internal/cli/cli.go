@@ -20,7 +20,7 @@ const (
 	ExitFailure     = 1   // AWS errors, missing or non-conforming table, corrupt items read
 	ExitUsage       = 2   // unknown command, bad flag or environment value, bad input line
 	ExitConflict    = 3   // version conflict on append
-	ExitRefused     = 4   // refused: checkpoint set/reset of a held checkpoint or of an unknown subscription, a discard without --yes
+	ExitRefused     = 4   // refused: checkpoint set/reset of a held checkpoint or of an unknown subscription, a discard or a table delete without --yes
 	ExitInterrupted = 130 // stopped by a signal (the context given to Run was cancelled)
 )
 
@@ -282,7 +282,8 @@ files; --region and --endpoint override it.
 
 Exit status: 0 success, 1 failure, 2 usage error or bad input,
 3 version conflict (append), 4 refused (checkpoint set/reset of a held or
-unknown checkpoint, parked discard without --yes), 130 interrupted.
+unknown checkpoint, parked discard or table delete without --yes),
+130 interrupted.
 `)
 	}
 }

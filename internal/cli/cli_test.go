@@ -129,6 +129,7 @@ func TestTableCommands(t *testing.T) {
 	if r.stdout != "" {
 		t.Errorf("describe of a missing table printed %q", r.stdout)
 	}
+	cmd(t, table, "", "table", "delete", "--yes").want(t, 1, "table "+table+" not found")
 	cmd(t, table, "", "table", "delete").want(t, 1, "table "+table+" not found")
 	cmd(t, table, "", "table", "delete", "--if-exists").want(t, 0)
 
@@ -185,7 +186,9 @@ func TestTableCommands(t *testing.T) {
 	cmd(t, table, "", "table", "create").want(t, 1, "table "+table+" exists already", "--if-not-exists")
 	cmd(t, table, "", "table", "create", "--if-not-exists").want(t, 0, "exists already")
 
-	cmd(t, table, "", "table", "delete").want(t, 0, "table "+table+" deleted")
+	cmd(t, table, "", "table", "delete").want(t, 4, "table "+table+" holds 0 commits", "add --yes")
+	cmd(t, table, "", "table", "describe").want(t, 0)
+	cmd(t, table, "", "table", "delete", "--yes").want(t, 0, "table "+table+" deleted, with the 0 commits it held")
 	cmd(t, table, "", "table", "describe").want(t, 1, "not found")
 }
 

@@ -71,25 +71,45 @@ another process is still creating is waited for first.`,
 }
 
 var tableDeleteCommand = &command{
-	name:    "delete",
-	summary: "delete the commits table and every commit in it",
+	name:     "delete",
+	summary:  "delete the commits table and every commit in it",
+	synopsis: "--yes [--if-exists] [flags]",
 	help: `
 Deletes the commits table, its index and every commit in it, and waits until
-it is gone. A missing table is an error (exit status 1), unless --if-exists.`,
+it is gone. It first counts the items the table holds (a Scan that returns
+counts only: it reads, and is billed for, the whole table) and says how
+many. Without --yes it deletes nothing: it says how many commits --yes would
+delete, and exits with status 4 (refused).
+
+A missing table is an error (exit status 1), unless --if-exists.`,
 	setup: func(fs *flag.FlagSet, env func(string) string) action {
 		sf := addStoreFlags(fs, env)
 		sf.noBucketCheck = true
 		ifExists := fs.Bool("if-exists", false, "succeed if the table does not exist")
+		yes := fs.Bool("yes", false, "delete the table and its commits (without it, only count them)")
 		return func(ctx context.Context, s *session) error {
 			client, st, err := sf.open(ctx, s)
 			if err != nil {
 				return err
 			}
 			cfg := st.Config()
+			n, err := store.CountItems(ctx, client, cfg)
+			switch {
+			case errors.Is(err, store.ErrTableNotFound) && *ifExists:
+				return nil
+			case errors.Is(err, store.ErrTableNotFound):
+				return fmt.Errorf("table %s not found", cfg.TableName)
+			case err != nil:
+				return err
+			}
+			held := fmt.Sprintf("%d %s", n, plural(int(min(n, 2)), "commit", "commits"))
+			if !*yes {
+				return withCode(ExitRefused, fmt.Errorf("table %s holds %s: deleting it deletes them all; add --yes to delete it", cfg.TableName, held))
+			}
 			err = store.DeleteTable(ctx, client, cfg)
 			switch {
 			case err == nil:
-				s.warnf("table %s deleted", cfg.TableName)
+				s.warnf("table %s deleted, with the %s it held", cfg.TableName, held)
 				return nil
 			case errors.Is(err, store.ErrTableNotFound) && *ifExists:
 				return nil
