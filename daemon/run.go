@@ -376,7 +376,7 @@ func preflight(ctx context.Context, st *store.Store, cps *dynamocheckpoint.Store
 		}
 		var nf *types.ResourceNotFoundException
 		if errors.Is(err, dynamocheckpoint.ErrTableNotFound) || errors.As(err, &nf) {
-			return fmt.Errorf("checkpoints table %q (--checkpoint-table) not found: create it (deploy/cloudformation/tables.json defines it; 'eventstore local --create-tables' does for DynamoDB Local), or point --checkpoint-table at it", cfg.CheckpointTable)
+			return fmt.Errorf("checkpoints table %q (--checkpoint-table) not found: create it with 'eventstore checkpoint create-table --checkpoint-table %s' (the table deploy/cloudformation/tables.json defines), or point --checkpoint-table at it", cfg.CheckpointTable, cfg.CheckpointTable)
 		}
 		log.Warn("reading the checkpoints table failed; the subscriptions will retry", "table", cfg.CheckpointTable, "err", err)
 		break
