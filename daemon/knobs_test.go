@@ -3,8 +3,13 @@ package daemon
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/dynamodb-event-store/eventstore/subscribe"
+	"github.com/dynamodb-event-store/eventstore/webhook"
 )
 
 // knobCase is a value of one setting that the daemon refuses, however it
@@ -340,5 +345,38 @@ func TestWebhookInsecureURL(t *testing.T) {
 	_, err = resolveArgs(t, []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"s","handler":{"type":"webhook","url":"http://example.com/hook"}}]}`, Options{})
 	if err == nil || !strings.Contains(err.Error(), "subscriptions[0].handler.allowInsecure") {
 		t.Errorf("err = %v, want it refused, naming subscriptions[0].handler.allowInsecure", err)
+	}
+}
+
+// TestWebhookLegacySignatureSetting: the deprecated header is sent only
+// when the setting asks for it, and the Standard Webhooks one always.
+func TestWebhookLegacySignatureSetting(t *testing.T) {
+	got := make(chan http.Header, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+	}))
+	defer srv.Close()
+	env := map[string]string{"EVENTSTORE_WEBHOOK_SECRET": "a raw secret"}
+	for _, legacy := range []bool{false, true} {
+		args := []string{"--subscription", "s", "--handler", "webhook", "--webhook-url", srv.URL}
+		if legacy {
+			args = append(args, "--webhook-legacy-signature")
+		}
+		p, err := resolveArgs(t, args, env, "", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.subs[0].sub.Handler.Handle(t.Context(), subscribe.Commit{AggregateID: "a", Events: []byte(`[1]`)}); err != nil {
+			t.Fatal(err)
+		}
+		h := <-got
+		const old = "X-Eventstore-Signature" // deprecated
+		if (h.Get(old) != "") != legacy || h.Get(webhook.StandardSignatureHeader) == "" {
+			t.Errorf("legacy %v: %s %q, %s %q", legacy, old, h.Get(old),
+				webhook.StandardSignatureHeader, h.Get(webhook.StandardSignatureHeader))
+		}
+		if h.Get(webhook.IDHeader) != webhook.MessageID("s", "a/0") {
+			t.Errorf("legacy %v: id %q, want the delivery's of subscription s", legacy, h.Get(webhook.IDHeader))
+		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint/dynamocheckpoint"
@@ -18,35 +18,34 @@ import (
 	"github.com/dynamodb-event-store/eventstore/store"
 )
 
-// shapeOfDescription reads a table as DynamoDB describes it.
+// shapeOfDescription reads a table as DynamoDB describes it, through the
+// CreateTableInput that would make it.
 func shapeOfDescription(d *types.TableDescription) tableShape {
-	s := tableShape{
-		Name:          aws.ToString(d.TableName),
-		Keys:          goKeys(d.KeySchema),
-		Attributes:    map[string]string{},
-		GlobalIndexes: map[string]indexShape{},
-		LocalIndexes:  map[string]indexShape{},
-		BillingMode:   string(types.BillingModeProvisioned),
+	def := &dynamodb.CreateTableInput{
+		TableName:            d.TableName,
+		KeySchema:            d.KeySchema,
+		AttributeDefinitions: d.AttributeDefinitions,
+		BillingMode:          types.BillingModeProvisioned,
+		StreamSpecification:  d.StreamSpecification,
 	}
 	if d.BillingModeSummary != nil && d.BillingModeSummary.BillingMode != "" {
-		s.BillingMode = string(d.BillingModeSummary.BillingMode)
+		def.BillingMode = d.BillingModeSummary.BillingMode
 	}
-	s.Provisioned = s.BillingMode == string(types.BillingModeProvisioned)
-	for _, a := range d.AttributeDefinitions {
-		s.Attributes[aws.ToString(a.AttributeName)] = string(a.AttributeType)
+	// A description always has throughput, zero when on demand.
+	var pt *types.ProvisionedThroughput
+	if def.BillingMode == types.BillingModeProvisioned {
+		pt = &types.ProvisionedThroughput{}
 	}
+	def.ProvisionedThroughput = pt
 	for _, ix := range d.GlobalSecondaryIndexes {
-		p, nk := goProjection(ix.Projection)
-		s.GlobalIndexes[aws.ToString(ix.IndexName)] = indexShape{Keys: goKeys(ix.KeySchema), Projection: p, NonKeyAttributes: nk, Provisioned: s.Provisioned}
+		def.GlobalSecondaryIndexes = append(def.GlobalSecondaryIndexes, types.GlobalSecondaryIndex{
+			IndexName: ix.IndexName, KeySchema: ix.KeySchema, Projection: ix.Projection, ProvisionedThroughput: pt})
 	}
 	for _, ix := range d.LocalSecondaryIndexes {
-		p, nk := goProjection(ix.Projection)
-		s.LocalIndexes[aws.ToString(ix.IndexName)] = indexShape{Keys: goKeys(ix.KeySchema), Projection: p, NonKeyAttributes: nk}
+		def.LocalSecondaryIndexes = append(def.LocalSecondaryIndexes, types.LocalSecondaryIndex{
+			IndexName: ix.IndexName, KeySchema: ix.KeySchema, Projection: ix.Projection})
 	}
-	if ss := d.StreamSpecification; ss != nil && aws.ToBool(ss.StreamEnabled) {
-		s.StreamViewType = string(ss.StreamViewType)
-	}
-	return s
+	return shapeOfGo(def)
 }
 
 // TestCommandsCreateTheTemplateTables runs the commands that create the

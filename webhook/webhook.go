@@ -114,8 +114,7 @@ type Config struct {
 	// LegacySignature also sends the deprecated SignatureHeader
 	// (LegacySign(Secret, body)), for receivers still checking it with
 	// VerifyLegacy during their move to Verify. Default false: not sent.
-	//
-	// Deprecated: it will be removed; move receivers to Verify.
+	// It is for one deprecation period, and goes with the header.
 	LegacySignature bool
 	// AllowInsecure allows a plain http URL to a host that is not a
 	// loopback one (see IsLoopbackHost). Default false: New refuses it,

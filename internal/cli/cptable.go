@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
-	"strings"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
 	"github.com/dynamodb-event-store/eventstore/checkpoint/dynamocheckpoint"
@@ -37,27 +35,24 @@ listing the differences otherwise. Capacity is not compared.`,
 				return err
 			}
 			cfg := dynamocheckpoint.Config{TableName: cf.table}
-			err = dynamocheckpoint.CreateTable(ctx, client, cfg, opts)
-			switch {
-			case err == nil:
-				s.warnf("checkpoint table %s created", cfg.TableName)
-				return nil
-			case errors.Is(err, checkpoint.ErrInvalidArgument):
-				return flagErrorf("--checkpoint-table %q, --read-capacity %d, --write-capacity %d: %w", cf.table, opts.ReadCapacity, opts.WriteCapacity, err)
-			case errors.Is(err, dynamocheckpoint.ErrTableExists) && *ifNotExists:
-				_, mismatches, err := dynamocheckpoint.DescribeTable(ctx, client, cfg)
-				if err != nil {
-					return cf.explain(err)
-				}
-				if len(mismatches) > 0 {
-					return fmt.Errorf("checkpoint table %s exists but does not conform: %s", cfg.TableName, strings.Join(mismatches, "; "))
-				}
-				s.warnf("checkpoint table %s exists already", cfg.TableName)
-				return nil
-			case errors.Is(err, dynamocheckpoint.ErrTableExists):
-				return fmt.Errorf("checkpoint table %s exists already (--if-not-exists makes that a success)", cfg.TableName)
-			}
-			return err
+			return reportCreate(s, tableCreation{
+				what:        "checkpoint table " + cfg.TableName,
+				err:         dynamocheckpoint.CreateTable(ctx, client, cfg, opts),
+				ifNotExists: *ifNotExists,
+				invalid: func(err error) error {
+					if !errors.Is(err, checkpoint.ErrInvalidArgument) {
+						return nil
+					}
+					return flagErrorf("--checkpoint-table %q, --read-capacity %d, --write-capacity %d: %w", cf.table, opts.ReadCapacity, opts.WriteCapacity, err)
+				},
+				mismatches: func() ([]string, error) {
+					_, m, err := dynamocheckpoint.DescribeTable(ctx, client, cfg)
+					if err != nil {
+						return nil, cf.explain(err)
+					}
+					return m, nil
+				},
+			})
 		}
 	},
 }

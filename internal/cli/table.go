@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/dynamodb-event-store/eventstore/internal/ddbtable"
 	"github.com/dynamodb-event-store/eventstore/store"
 )
 
@@ -43,31 +44,63 @@ another process is still creating is waited for first.`,
 				return err
 			}
 			cfg := st.Config()
-			err = store.CreateTable(ctx, client, cfg, opts)
-			switch {
-			case err == nil:
-				s.warnf("table %s created", cfg.TableName)
-				return nil
-			case errors.Is(err, store.ErrInvalidArgument):
-				return flagErrorf("--read-capacity %d, --write-capacity %d: %w", opts.ReadCapacity, opts.WriteCapacity, err)
-			case errors.Is(err, store.ErrTableExists) && *ifNotExists:
-				// CreateTable waited for a creation in progress elsewhere;
-				// the table must be what this command would have created.
-				_, mismatches, err := store.DescribeTableFor(ctx, client, cfg, opts)
-				if err != nil {
-					return explainNotFound(err, cfg.TableName)
-				}
-				if len(mismatches) > 0 {
-					return fmt.Errorf("table %s exists but does not conform: %s", cfg.TableName, strings.Join(mismatches, "; "))
-				}
-				s.warnf("table %s exists already", cfg.TableName)
-				return nil
-			case errors.Is(err, store.ErrTableExists):
-				return fmt.Errorf("table %s exists already (--if-not-exists makes that a success)", cfg.TableName)
-			}
-			return err
+			return reportCreate(s, tableCreation{
+				what:        "table " + cfg.TableName,
+				err:         store.CreateTable(ctx, client, cfg, opts),
+				ifNotExists: *ifNotExists,
+				invalid: func(err error) error {
+					if !errors.Is(err, store.ErrInvalidArgument) {
+						return nil
+					}
+					return flagErrorf("--read-capacity %d, --write-capacity %d: %w", opts.ReadCapacity, opts.WriteCapacity, err)
+				},
+				mismatches: func() ([]string, error) {
+					_, m, err := store.DescribeTableFor(ctx, client, cfg, opts)
+					return m, explainNotFound(err, cfg.TableName)
+				},
+			})
 		}
 	},
+}
+
+// tableCreation is the outcome of a table creation, for reportCreate.
+type tableCreation struct {
+	what        string // "table commits", "checkpoint table cps"
+	err         error  // the creation's
+	ifNotExists bool
+	// invalid returns the usage error for err when it is a bad argument,
+	// else nil.
+	invalid func(err error) error
+	// mismatches lists how the existing table differs from the one the
+	// command creates.
+	mismatches func() ([]string, error)
+}
+
+// reportCreate says what a table creation did. With --if-not-exists, an
+// existing table is a success when it conforms: the creation waited for a
+// creation in progress elsewhere, and the table must be what the command
+// would have created.
+func reportCreate(s *session, c tableCreation) error {
+	switch {
+	case c.err == nil:
+		s.warnf("%s created", c.what)
+		return nil
+	case c.invalid(c.err) != nil:
+		return c.invalid(c.err)
+	case errors.Is(c.err, ddbtable.ErrExists) && c.ifNotExists:
+		mismatches, err := c.mismatches()
+		if err != nil {
+			return err
+		}
+		if len(mismatches) > 0 {
+			return fmt.Errorf("%s exists but does not conform: %s", c.what, strings.Join(mismatches, "; "))
+		}
+		s.warnf("%s exists already", c.what)
+		return nil
+	case errors.Is(c.err, ddbtable.ErrExists):
+		return fmt.Errorf("%s exists already (--if-not-exists makes that a success)", c.what)
+	}
+	return c.err
 }
 
 var tableDeleteCommand = &command{
