@@ -56,6 +56,7 @@ const (
 var (
 	storeAPI           = reflect.TypeFor[store.API]()
 	storeTableAPI      = reflect.TypeFor[store.TableAPI]()
+	storeInspectAPI    = reflect.TypeFor[store.InspectAPI]()
 	checkpointAPI      = reflect.TypeFor[dynamocheckpoint.API]()
 	checkpointTableAPI = reflect.TypeFor[dynamocheckpoint.TableAPI]()
 	streamsAPI         = reflect.TypeFor[subscribe.StreamsAPI]()
@@ -95,6 +96,14 @@ var permissions = []permission{
 		"store/read.go: Store.Query, consistent Query of the table; the worker's gap repair in subscribe/sequencer.go and subscribe/index.go"},
 	{storeAPI, "Query", "commits", "dynamodb:Query", commitsIndex, writer | worker | operator,
 		"store/read.go: Store.Scan (newBucketReader), Query of the commit-order index; the worker's index source, subscribe/index.go"},
+
+	// The bucket count check and the item count (store.InspectAPI): the
+	// worker daemon at start (daemon/buckets.go), every CLI command that
+	// reads or writes commits (internal/cli/storeflags.go), table delete.
+	{storeInspectAPI, "Scan", "commits", "dynamodb:Scan", commitsTable, worker | operator,
+		"store/inspect.go: CheckBuckets, one Scan page of a sample of items; CountItems, a Select COUNT Scan of the table"},
+	{storeInspectAPI, "Query", "commits", "dynamodb:Query", commitsIndex, worker | operator,
+		"store/inspect.go: CheckBuckets, the first item of the bucket values next to the configured ones"},
 
 	// Table management (store.TableAPI, dynamocheckpoint.TableAPI, both
 	// internal/ddbtable.API): the CLI's table commands, internal/cli/table.go.
@@ -163,6 +172,8 @@ var wholeInterfaces = []wholeInterface{
 	{operator, checkpointAPI, "checkpoints"},
 	{worker, streamsAPI, "commits"},
 	{worker, tableDescriber, "commits"},
+	{worker, storeInspectAPI, "commits"},
+	{operator, storeInspectAPI, "commits"},
 	// eventstore tail --follow --source stream|auto.
 	{operator, streamsAPI, "commits"},
 	{operator, tableDescriber, "commits"},
