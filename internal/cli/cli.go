@@ -80,7 +80,7 @@ var commands = []*command{
 	scanCommand,
 	tailCommand,
 	workerCommand,
-	{name: "checkpoint", summary: "see and move subscriptions' checkpoints", subs: checkpointCommands},
+	{name: "checkpoint", summary: "see and move subscriptions' checkpoints; create their table", subs: checkpointCommands},
 	{name: "parked", summary: "list, replay or discard parked commits", subs: parkedCommands},
 	localCommand,
 }

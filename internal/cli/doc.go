@@ -20,8 +20,13 @@
 // command, bad flag or environment value, bad input line); 3 a version
 // conflict on append; 4 refused (checkpoint set or reset of a checkpoint
 // a worker holds, without --force, or of one that does not exist, without
-// --create; parked discard without --yes); 130 interrupted (SIGINT or
-// SIGTERM, or the context given to Run cancelled).
+// --create; parked discard or table delete without --yes); 130
+// interrupted (SIGINT or SIGTERM, or the context given to Run cancelled).
+//
+// Tables print every cell through one printer (textTable) that escapes
+// control characters, so that data cannot drive the terminal; JSON lines
+// go through jsonSafeWriter. The commands that read or write commits check
+// --buckets against the table first (store.CheckBuckets).
 //
 // AWS configuration comes from the SDK's standard chain
 // (config.LoadDefaultConfig: environment, shared config and credentials
