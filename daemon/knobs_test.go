@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -292,7 +293,8 @@ func TestConfigFileRefusesInlineCredentials(t *testing.T) {
 // whsec_ one without showing it.
 func TestWebhookSecretForms(t *testing.T) {
 	hook := []string{"--subscription", "s", "--handler", "webhook", "--webhook-url", "https://h/hook"}
-	for _, secret := range []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "a raw secret"} {
+	for _, secret := range []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "a raw secret",
+		"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_" + strings.Repeat("A", 32)} {
 		if _, err := resolveArgs(t, hook, map[string]string{"EVENTSTORE_WEBHOOK_SECRET": secret}, "", Options{}); err != nil {
 			t.Errorf("secret %q: %v", secret, err)
 		}
@@ -305,6 +307,7 @@ func TestWebhookSecretForms(t *testing.T) {
 	}{
 		{append(hook, "--webhook-secret", "whsec_not!base64"), nil, "", "--webhook-secret: bad secret"},
 		{hook, map[string]string{"EVENTSTORE_WEBHOOK_SECRET": "whsec_c2hvcnQ="}, "", "EVENTSTORE_WEBHOOK_SECRET: bad secret: the key is 5 bytes, want 24 to 64"},
+		{hook, map[string]string{"EVENTSTORE_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2hvcnQ="}, "", "EVENTSTORE_WEBHOOK_SECRET: bad secret: the key is 5 bytes, want 24 to 64 (secret 2 of 2)"},
 		{[]string{"--config", "FILE"}, map[string]string{"HOOK_SECRET": "whsec_c2hvcnQ="}, `{"subscriptions":[{"name":"s","handler":{"type":"webhook","url":"https://h","secretEnv":"HOOK_SECRET"}}]}`, `subscriptions[0].handler.secretEnv "HOOK_SECRET": bad secret`},
 	} {
 		_, err := resolveArgs(t, c.args, c.env, c.file, Options{})
@@ -349,14 +352,22 @@ func TestWebhookInsecureURL(t *testing.T) {
 }
 
 // TestWebhookLegacySignatureSetting: the deprecated header is sent only
-// when the setting asks for it, and the Standard Webhooks one always.
+// when the setting asks for it, and the Standard Webhooks one always, with
+// a signature for each secret of a rotation.
 func TestWebhookLegacySignatureSetting(t *testing.T) {
-	got := make(chan http.Header, 1)
+	type request struct {
+		header http.Header
+		body   []byte
+	}
+	got := make(chan request, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got <- r.Header.Clone()
+		body, _ := io.ReadAll(r.Body)
+		got <- request{r.Header.Clone(), body}
 	}))
 	defer srv.Close()
-	env := map[string]string{"EVENTSTORE_WEBHOOK_SECRET": "a raw secret"}
+	// A rotation: the new secret and the old one, both sign.
+	newKey, oldKey := []byte("the new key, 24 bytes ok"), []byte("the old key, 24 bytes ok")
+	env := map[string]string{"EVENTSTORE_WEBHOOK_SECRET": webhook.FormatSecret(newKey) + " " + webhook.FormatSecret(oldKey)}
 	for _, legacy := range []bool{false, true} {
 		args := []string{"--subscription", "s", "--handler", "webhook", "--webhook-url", srv.URL}
 		if legacy {
@@ -369,7 +380,13 @@ func TestWebhookLegacySignatureSetting(t *testing.T) {
 		if err := p.subs[0].sub.Handler.Handle(t.Context(), subscribe.Commit{AggregateID: "a", Events: []byte(`[1]`)}); err != nil {
 			t.Fatal(err)
 		}
-		h := <-got
+		req := <-got
+		h := req.header
+		for _, key := range [][]byte{newKey, oldKey} {
+			if err := webhook.Verify(key, req.body, h); err != nil {
+				t.Errorf("legacy %v: Verify with %q: %v", legacy, key, err)
+			}
+		}
 		const old = "X-Eventstore-Signature" // deprecated
 		if (h.Get(old) != "") != legacy || h.Get(webhook.StandardSignatureHeader) == "" {
 			t.Errorf("legacy %v: %s %q, %s %q", legacy, old, h.Get(old),

@@ -653,7 +653,7 @@ func buildWebhook(e *subEntry, env func(string) string) (*webhook.Handler, []str
 			return nil, nil, e.at("handler.secretEnv").errAt(q(h.SecretEnv), "the environment variable is not set")
 		}
 	}
-	key, err := webhook.ParseSecret(h.Secret)
+	keys, err := webhook.ParseSecrets(h.Secret)
 	if err != nil {
 		path := "handler.secret"
 		if h.SecretEnv != "" {
@@ -680,13 +680,14 @@ func buildWebhook(e *subEntry, env func(string) string) (*webhook.Handler, []str
 	}
 	wh, err := webhook.New(webhook.Config{
 		URL:          h.URL,
-		Secret:       key,
+		Secret:       keys[0],
 		Timeout:      time.Duration(h.Timeout),
 		Header:       header,
 		Subscription: e.conf.Name,
 
 		AllowInsecure:   h.AllowInsecure,
 		LegacySignature: h.LegacySignature,
+		OtherSecrets:    keys[1:],
 	})
 	if err != nil {
 		// webhook's errors name the field and never a secret or a header

@@ -102,7 +102,9 @@
 // signature covers the id, the timestamp and the body; the delivery and
 // subscription headers are bound to it through the id. Receivers in other
 // languages use a Standard Webhooks library with the secret in its
-// "whsec_" form (FormatSecret). See docs/webhooks.md.
+// "whsec_" form (FormatSecret). To rotate a secret, Config.OtherSecrets
+// signs with the old key too, and a receiver holding either verifies. See
+// docs/webhooks.md.
 //
 // # Plain http
 //

@@ -71,6 +71,35 @@ func ParseSecret(secret string) ([]byte, error) {
 	return key, nil
 }
 
+// ParseSecrets reads one secret, or, for a rotation, several "whsec_"
+// secrets separated by spaces (a "whsec_" secret has no space), the first
+// the current one: see Config.OtherSecrets. A value with a space that is
+// not such a list is one raw secret. Errors are ParseSecret's, naming which
+// secret of the list is at fault.
+func ParseSecrets(secrets string) ([][]byte, error) {
+	fields := strings.Fields(secrets)
+	list := len(fields) > 1
+	for _, f := range fields {
+		list = list && strings.HasPrefix(f, SecretPrefix)
+	}
+	if !list {
+		key, err := ParseSecret(secrets)
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{key}, nil
+	}
+	keys := make([][]byte, len(fields))
+	for i, f := range fields {
+		key, err := ParseSecret(f)
+		if err != nil {
+			return nil, fmt.Errorf("%w (secret %d of %d)", err, i+1, len(fields))
+		}
+		keys[i] = key
+	}
+	return keys, nil
+}
+
 // FormatSecret returns key in the Standard Webhooks form: "whsec_" and
 // its standard base64. A receiver's Standard Webhooks library takes it,
 // whether the daemon was given that form or a raw secret.
@@ -216,7 +245,11 @@ func (h *Handler) setStandardHeaders(header http.Header, body []byte, delivery s
 	if len(h.secret) == 0 {
 		return
 	}
-	header.Set(StandardSignatureHeader, Sign(h.secret, id, now, body))
+	sig := Sign(h.secret, id, now, body)
+	for _, k := range h.otherKeys {
+		sig += " " + Sign(k, id, now, body)
+	}
+	header.Set(StandardSignatureHeader, sig)
 	if h.legacySignature {
 		header.Set(SignatureHeader, LegacySign(h.secret, body))
 	}

@@ -322,3 +322,55 @@ func TestStandardHeadersReserved(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSecrets(t *testing.T) {
+	other := webhook.FormatSecret([]byte("another key of 24 bytes!"))
+	cases := []struct {
+		in   string
+		keys int
+		bad  string // the error's end; "" for none
+	}{
+		{"", 1, ""},
+		{"raw", 1, ""},
+		{"a raw secret with spaces", 1, ""},
+		{vectorSecret, 1, ""},
+		{vectorSecret + " " + other, 2, ""},
+		{"  " + vectorSecret + "   " + other + " ", 2, ""},
+		// Not a list: one whsec_ secret, which is not base64.
+		{vectorSecret + " raw", 0, `(with its "=" padding)`},
+		{vectorSecret + " whsec_c2hvcnQ=", 0, "want 24 to 64 (secret 2 of 2)"},
+	}
+	for _, c := range cases {
+		keys, err := webhook.ParseSecrets(c.in)
+		switch {
+		case c.bad == "" && (err != nil || len(keys) != c.keys):
+			t.Errorf("ParseSecrets(%q) = %d keys, %v; want %d", c.in, len(keys), err, c.keys)
+		case c.bad != "" && (!errors.Is(err, webhook.ErrBadSecret) || !strings.HasSuffix(err.Error(), c.bad)):
+			t.Errorf("ParseSecrets(%q) = %v, want ErrBadSecret ending %q", c.in, err, c.bad)
+		}
+	}
+}
+
+// TestHandlerSignsWithEveryKeyOfARotation: with OtherSecrets, a receiver
+// holding either key verifies the request, and one holding neither does
+// not.
+func TestHandlerSignsWithEveryKeyOfARotation(t *testing.T) {
+	rec := newRecorder(t, answer{Status: http.StatusOK})
+	newKey, oldKey := []byte("the new key, 24 bytes ok"), vectorKey(t)
+	h := newHandler(t, webhook.Config{URL: rec.srv.URL, Secret: newKey, OtherSecrets: [][]byte{oldKey}})
+	if err := h.Handle(context.Background(), commit("a", 0)); err != nil {
+		t.Fatal(err)
+	}
+	r := rec.only(t)
+	if n := len(strings.Fields(r.Header.Get(webhook.StandardSignatureHeader))); n != 2 {
+		t.Errorf("%d signatures, want 2: %q", n, r.Header.Get(webhook.StandardSignatureHeader))
+	}
+	for name, key := range map[string][]byte{"new": newKey, "old": oldKey} {
+		if err := webhook.Verify(key, r.Body, r.Header); err != nil {
+			t.Errorf("a receiver with the %s key: %v", name, err)
+		}
+	}
+	if err := webhook.Verify([]byte("neither of the two keys!"), r.Body, r.Header); !errors.Is(err, webhook.ErrBadSignature) {
+		t.Errorf("a receiver with another key: %v, want ErrBadSignature", err)
+	}
+}

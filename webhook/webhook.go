@@ -116,6 +116,11 @@ type Config struct {
 	// VerifyLegacy during their move to Verify. Default false: not sent.
 	// It is for one deprecation period, and goes with the header.
 	LegacySignature bool
+	// OtherSecrets are keys that sign every request too, each adding a
+	// signature to StandardSignatureHeader: the specification's rotation
+	// without downtime (sign with the new key and the old one until every
+	// receiver has the new one). Ignored without Secret. Default none.
+	OtherSecrets [][]byte
 	// AllowInsecure allows a plain http URL to a host that is not a
 	// loopback one (see IsLoopbackHost). Default false: New refuses it,
 	// since the request would carry the commits, the headers and the
@@ -160,6 +165,8 @@ type Handler struct {
 
 	// legacySignature: also send SignatureHeader.
 	legacySignature bool
+	// otherKeys sign too (Config.OtherSecrets).
+	otherKeys [][]byte
 }
 
 var (
@@ -226,6 +233,12 @@ func New(cfg Config) (*Handler, error) {
 	if len(cfg.Secret) > 0 {
 		h.secret = bytes.Clone(cfg.Secret)
 		h.redact = append(h.redact, string(cfg.Secret))
+		for _, k := range cfg.OtherSecrets {
+			if len(k) > 0 {
+				h.otherKeys = append(h.otherKeys, bytes.Clone(k))
+				h.redact = append(h.redact, string(k))
+			}
+		}
 	}
 	for k, vs := range cfg.Header {
 		if !validHeaderName(k) {
