@@ -153,8 +153,11 @@ type HandlerConfig struct {
 	// URL is where a webhook POSTs commits (http or https). Required for a
 	// webhook.
 	URL string `json:"url,omitempty"`
-	// Secret signs a webhook's requests (see package webhook). Never
-	// logged. Not allowed in a configuration file: use SecretEnv.
+	// Secret signs a webhook's requests (see package webhook): "whsec_"
+	// and the base64 of the key, or a raw secret whose bytes are the key;
+	// for a rotation, several "whsec_" secrets separated by spaces, the
+	// current one first (webhook.ParseSecrets). Never logged. Not allowed
+	// in a configuration file: use SecretEnv.
 	Secret string `json:"secret,omitempty"`
 	// SecretEnv names the environment variable that holds Secret, which
 	// must then be set. Default none.
@@ -260,7 +263,7 @@ var settings = []*setting{
 	{flag: "policy", path: "policy", kind: kString, def: "park", usage: "`POLICY` for a commit still failing after --max-attempts: park (set it\nand its aggregate's later commits aside), stop (the subscription) or skip\n(it)", sub: func(s *SubscriptionConfig) any { return &s.Policy }},
 	{flag: "handler", path: "handler.type", kind: kString, usage: "handler `TYPE`: webhook (POST each commit to --webhook-url) or stdout\n(one JSON line per commit); a Go handler of the program when omitted", sub: func(s *SubscriptionConfig) any { return &s.Handler.Type }},
 	{flag: "webhook-url", path: "handler.url", kind: kString, usage: "`URL` the webhook POSTs each commit to", sub: func(s *SubscriptionConfig) any { return &s.Handler.URL }},
-	{flag: "webhook-secret", path: "handler.secret", kind: kString, usage: "`SECRET` that signs webhook requests (Standard Webhooks webhook-signature):\nwhsec_ and the base64 of the key, or a raw secret whose bytes are the key;\nprefer $EVENTSTORE_WEBHOOK_SECRET, as flags show in process lists", sub: func(s *SubscriptionConfig) any { return &s.Handler.Secret }, secret: true},
+	{flag: "webhook-secret", path: "handler.secret", kind: kString, usage: "`SECRET` that signs webhook requests (Standard Webhooks webhook-signature):\nwhsec_ and the base64 of the key, or a raw secret whose bytes are the key;\nfor a rotation, the new and the old whsec_ secrets separated by a space;\nprefer $EVENTSTORE_WEBHOOK_SECRET, as flags show in process lists", sub: func(s *SubscriptionConfig) any { return &s.Handler.Secret }, secret: true},
 	{flag: "webhook-timeout", path: "handler.timeout", kind: kDuration, def: DefaultWebhookTimeout.String(), usage: "`DURATION` bound on one webhook request", sub: func(s *SubscriptionConfig) any { return &s.Handler.Timeout }},
 	{flag: "webhook-batch", path: "handler.batch", kind: kInt, def: "1", usage: "most commits `N` of one aggregate per webhook request; above 1 the body\nis {\"commits\":[…]}", sub: func(s *SubscriptionConfig) any { return &s.Handler.Batch }},
 	{flag: "concurrency", path: "concurrency", kind: kInt, def: strconv.Itoa(DefaultConcurrency), usage: "number `N` of aggregates handled at once", sub: func(s *SubscriptionConfig) any { return &s.Concurrency }},
