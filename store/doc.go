@@ -50,6 +50,14 @@
 // read the same everywhere should carry such values as JSON strings. This is
 // a compatibility note: the store itself changes nothing.
 //
+// # Index buckets
+//
+// Config.IndexBuckets spreads the index over several values of active;
+// every writer and reader of a table must use the same count. CheckBuckets
+// compares a count with a sample of the table's items and returns a
+// *BucketMismatchError when they disagree; CountItems counts the items, for
+// operators.
+//
 // A Store is safe for concurrent use. It takes a DynamoDB client (any value
 // with the API methods, such as *dynamodb.Client) and loads no AWS
 // configuration itself.
