@@ -61,7 +61,9 @@ var (
 	// the field.
 	ErrInvalidConfig = errors.New("webhook: invalid configuration")
 	// ErrBadSignature: Verify found the signature missing, malformed or
-	// not matching the body.
+	// not matching, the timestamp outside the tolerance, or the id missing
+	// or not that of the delivery headers (VerifyLegacy: the legacy
+	// signature missing, malformed or not matching the body).
 	ErrBadSignature = errors.New("webhook: bad signature")
 )
 
