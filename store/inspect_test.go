@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -154,4 +155,39 @@ func TestCountItemsReadsEveryPage(t *testing.T) {
 	if err != nil || n != 2037 {
 		t.Errorf("CountItems over 4 pages = %d, %v; want 2037", n, err)
 	}
+}
+
+// BenchmarkCheckBuckets measures the bucket check a CLI command makes
+// before its work, against one Append (the work of `eventstore append` of
+// one commit), alternately on the same emulator, on a table of 1,000
+// commits. It reports check-ms, append-ms and check/append.
+//
+//	go test -run '^$' -bench CheckBuckets ./store/
+func BenchmarkCheckBuckets(b *testing.B) {
+	s, client := benchSetup(b)
+	ctx := context.Background()
+	for i := range 1000 {
+		if _, err := s.Append(ctx, store.Commit{AggregateID: fmt.Sprintf("acc-%d", i%100), Version: int64(i / 100), Events: benchEvents}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cfg := s.Config()
+	var check, app time.Duration
+	for i := range b.N + 5 {
+		t0 := time.Now()
+		if err := store.CheckBuckets(ctx, client, cfg); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := s.Append(ctx, store.Commit{AggregateID: fmt.Sprintf("bench-%d", i), Version: 0, Events: benchEvents}); err != nil {
+			b.Fatal(err)
+		}
+		if i >= 5 { // warm-up
+			check += t1.Sub(t0)
+			app += time.Since(t1)
+		}
+	}
+	b.ReportMetric(float64(check.Microseconds())/1000/float64(b.N), "check-ms")
+	b.ReportMetric(float64(app.Microseconds())/1000/float64(b.N), "append-ms")
+	b.ReportMetric(float64(check)/float64(app), "check/append")
 }
