@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -151,7 +150,7 @@ func (p *pagedScan) Scan(_ context.Context, in *dynamodb.ScanInput, _ ...func(*d
 }
 
 func TestCountItemsReadsEveryPage(t *testing.T) {
-	n, err := store.CountItems(context.Background(), &pagedScan{pages: []int32{1000, 1000, 0, 37}}, store.Config{TableName: aws.ToString(aws.String("commits"))})
+	n, err := store.CountItems(context.Background(), &pagedScan{pages: []int32{1000, 1000, 0, 37}}, store.Config{TableName: "commits"})
 	if err != nil || n != 2037 {
 		t.Errorf("CountItems over 4 pages = %d, %v; want 2037", n, err)
 	}
