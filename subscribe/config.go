@@ -309,8 +309,8 @@ func (o LeaseOptions) validate() error {
 	return nil
 }
 
-// Policy says what happens to a commit whose handler still fails after its
-// retries.
+// Policy says what happens to a commit whose handler failed permanently,
+// or transiently until its retries ran out (see RetryPolicy).
 type Policy int
 
 const (
@@ -492,39 +492,80 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	return o
 }
 
-// RetryPolicy bounds the retries of a failing handler: exponential backoff
-// with full jitter, from InitialBackoff doubling up to MaxBackoff, until
-// MaxAttempts attempts or MaxElapsed have passed, whichever comes first.
+// RetryPolicy says how a failing handler is retried (see docs/delivery.md).
+//
+// A transient failure (see Classify) is retried with exponential backoff
+// and jitter: each delay is drawn from [d/2, d], where d starts at
+// InitialBackoff and doubles up to MaxBackoff. It is retried until the
+// commit passes its maximum record age, MaxRecordAge, counted from the
+// later of its commit time (Commit.CommittedAt) and the moment the worker
+// first tried it, by Config.Clock: so a receiver that is down for less
+// than MaxRecordAge parks nothing, and an old commit read by a catch-up is
+// not parked at its first failure. MaxAttempts and MaxElapsed, when set,
+// stop the retries sooner. A permanent failure is not retried. Then the
+// subscription's Policy applies.
+//
+// When transient failures of several aggregates come in a row, with no
+// success in between (the receiver is down), the subscription's circuit
+// opens (see CircuitOpenAfter): its aggregates stop calling the handler,
+// and one call at a time, a probe, is let through, with the same backoff;
+// the first probe that succeeds closes it, and every aggregate goes on.
+// Health.CircuitOpenSince and HookCircuit report it.
 type RetryPolicy struct {
-	// MaxAttempts counts the first attempt too. Default 5.
+	// MaxRecordAge is how long transient failures of a commit are retried,
+	// from the later of its commit time and its first attempt. Default
+	// 6 hours (DefaultMaxRecordAge): longer than a deploy, a restart or an
+	// evening's outage of a receiver, and well inside the 24 hours a
+	// DynamoDB stream keeps records. Negative means no limit.
+	MaxRecordAge time.Duration
+	// MaxAttempts, when positive, also stops the retries after that many
+	// attempts, the first included. Default 0: no limit, MaxRecordAge
+	// bounds the retries. (Before MaxRecordAge, the default was 5.)
 	MaxAttempts int
-	// MaxElapsed bounds the time from the first attempt to the last.
-	// Default 1 minute.
+	// MaxElapsed, when positive, also stops the retries once that long has
+	// passed since the first attempt. Default 0: no limit. (Before
+	// MaxRecordAge, the default was 1 minute.)
 	MaxElapsed time.Duration
 	// InitialBackoff is the first delay's upper bound. Default 100 ms.
 	InitialBackoff time.Duration
-	// MaxBackoff caps any delay. Default 10 s.
+	// MaxBackoff caps any delay, a probe's through an open circuit too.
+	// Default 10 s: a receiver back from an outage is called again within
+	// 10 s.
 	MaxBackoff time.Duration
 	// AttemptTimeout bounds one call of the handler; its context is
-	// cancelled then. Default 30 s.
+	// cancelled then, and the attempt is a transient failure. Default 30 s.
 	AttemptTimeout time.Duration
+	// CircuitOpenAfter is how many aggregates must fail transiently in a
+	// row, with no success in between, for the circuit to open. Default 3
+	// (DefaultCircuitOpenAfter), or Concurrency when it is smaller; a
+	// negative value never opens it.
+	CircuitOpenAfter int
 }
 
+// Defaults of RetryPolicy.
+const (
+	DefaultMaxRecordAge     = 6 * time.Hour
+	DefaultInitialBackoff   = 100 * time.Millisecond
+	DefaultMaxBackoff       = 10 * time.Second
+	DefaultAttemptTimeout   = 30 * time.Second
+	DefaultCircuitOpenAfter = 3
+)
+
 func (r RetryPolicy) withDefaults() RetryPolicy {
-	if r.MaxAttempts == 0 {
-		r.MaxAttempts = 5
-	}
-	if r.MaxElapsed == 0 {
-		r.MaxElapsed = time.Minute
+	if r.MaxRecordAge == 0 {
+		r.MaxRecordAge = DefaultMaxRecordAge
 	}
 	if r.InitialBackoff == 0 {
-		r.InitialBackoff = 100 * time.Millisecond
+		r.InitialBackoff = DefaultInitialBackoff
 	}
 	if r.MaxBackoff == 0 {
-		r.MaxBackoff = 10 * time.Second
+		r.MaxBackoff = max(DefaultMaxBackoff, r.InitialBackoff)
 	}
 	if r.AttemptTimeout == 0 {
-		r.AttemptTimeout = 30 * time.Second
+		r.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if r.CircuitOpenAfter == 0 {
+		r.CircuitOpenAfter = DefaultCircuitOpenAfter
 	}
 	return r
 }
@@ -598,10 +639,10 @@ type Subscription struct {
 	// Start is where a subscription with no checkpoint begins. Default
 	// StartBeginning.
 	Start Start
-	// Policy applies once a commit's retries are exhausted. Default
-	// PolicyPark.
+	// Policy applies to a commit that failed permanently, or whose
+	// retries ran out. Default PolicyPark.
 	Policy Policy
-	// Retry bounds the retries of a failing handler.
+	// Retry says how a failing handler is retried.
 	Retry RetryPolicy
 	// Concurrency is how many aggregates are handled at once. One
 	// aggregate's commits are always handled one after another. Default 8.
@@ -676,11 +717,15 @@ func (s Subscription) validate() error {
 		return bad("CheckpointInterval", "want a positive duration", s.CheckpointInterval)
 	case s.MaxTrackedAggregates < 1:
 		return bad("MaxTrackedAggregates", "want 1 or more", s.MaxTrackedAggregates)
-	case s.Retry.MaxAttempts < 1:
-		return bad("Retry.MaxAttempts", "want 1 or more", s.Retry.MaxAttempts)
-	case s.Retry.InitialBackoff < 0 || s.Retry.MaxBackoff < s.Retry.InitialBackoff:
+	case s.Retry.MaxAttempts < 0:
+		return bad("Retry.MaxAttempts", "want 0 (no limit) or more", s.Retry.MaxAttempts)
+	case s.Retry.MaxElapsed < 0:
+		return bad("Retry.MaxElapsed", "want 0 (no limit) or a positive duration", s.Retry.MaxElapsed)
+	case s.Retry.InitialBackoff < 0:
+		return bad("Retry.InitialBackoff", "want a positive duration", s.Retry.InitialBackoff)
+	case s.Retry.MaxBackoff < s.Retry.InitialBackoff:
 		return bad("Retry.MaxBackoff", "want at least InitialBackoff", s.Retry.MaxBackoff)
-	case s.Retry.AttemptTimeout < 0 || s.Retry.MaxElapsed < 0:
+	case s.Retry.AttemptTimeout < 0:
 		return bad("Retry.AttemptTimeout", "want a positive duration", s.Retry.AttemptTimeout)
 	case s.Index.Settle < 0:
 		return bad("Index.Settle", "want 0 or more", s.Index.Settle)

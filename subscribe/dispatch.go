@@ -38,6 +38,7 @@ type lane struct {
 
 type laneItem struct {
 	c      Commit
+	readAt time.Time // when the source gave it, by Config.Clock
 	replay *replayTask
 }
 
@@ -69,7 +70,7 @@ func (d *dispatcher) submit(ctx context.Context, c Commit) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	d.enqueue(laneItem{c: c})
+	d.enqueue(laneItem{c: c, readAt: d.r.w.cfg.Clock()})
 	return nil
 }
 
@@ -175,10 +176,11 @@ func (d *dispatcher) runLane(ctx context.Context, l *lane) bool {
 			continue
 		}
 		commits := make([]Commit, len(batch))
+		since := make([]time.Time, len(batch))
 		for i, it := range batch {
-			commits[i] = it.c
+			commits[i], since[i] = it.c, it.readAt
 		}
-		if left := d.handle(ctx, commits, parked); left > 0 {
+		if left := d.handle(ctx, commits, since, parked); left > 0 {
 			if ctx.Err() == nil {
 				// The subscription stopped at this aggregate: give up its
 				// lane, and go on with other aggregates' commits in
@@ -217,10 +219,11 @@ func (d *dispatcher) abandon(l *lane, left int) {
 	}
 }
 
-// handle delivers one aggregate's consecutive commits, applying retries and
-// the subscription's policy. It returns how many commits it left unhandled
-// because the subscription stops or ctx ends: 0 when all are done with.
-func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) int {
+// handle delivers one aggregate's consecutive commits, read at since,
+// applying retries and the subscription's policy. It returns how many
+// commits it left unhandled because the subscription stops or ctx ends: 0
+// when all are done with.
+func (d *dispatcher) handle(ctx context.Context, commits []Commit, since []time.Time, parked bool) int {
 	r := d.r
 	if parked && d.u != nil && d.u.shard != "" && !d.stillParked(ctx, commits[0].AggregateID) {
 		parked = false
@@ -231,12 +234,16 @@ func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) 
 				return len(commits)
 			}
 			d.ack(commits[:1])
-			commits = commits[1:]
+			commits, since = commits[1:], since[1:]
 			continue
 		}
-		n, attempts, err := r.call(ctx, commits)
+		deadlines := make([]time.Time, len(commits))
+		for i, c := range commits {
+			deadlines[i] = r.recordDeadline(c, since[i])
+		}
+		n, attempts, err := r.call(ctx, commits, deadlines)
 		d.ack(commits[:n])
-		commits = commits[n:]
+		commits, since = commits[n:], since[n:]
 		if err == nil {
 			return 0
 		}
@@ -244,15 +251,14 @@ func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) 
 			return len(commits)
 		}
 		c := commits[0]
-		var skip *skipError
 		switch {
-		case errors.As(err, &skip) || r.s.Policy == PolicySkip:
+		case Classify(err) == FailureSkip || r.s.Policy == PolicySkip:
 			r.log.Warn("commit skipped", "aggregate", c.AggregateID, "version", c.Version, "commitId", c.CommitID, "err", err)
 			for _, h := range r.w.hooks.skipped {
 				h.OnSkipped(r.s.Name, c, err)
 			}
 			d.ack(commits[:1])
-			commits = commits[1:]
+			commits, since = commits[1:], since[1:]
 		case r.s.Policy == PolicyStop:
 			r.stop(&StoppedError{Subscription: r.s.Name, AggregateID: c.AggregateID, Version: c.Version, Err: err})
 			return len(commits)
@@ -261,7 +267,7 @@ func (d *dispatcher) handle(ctx context.Context, commits []Commit, parked bool) 
 				return len(commits)
 			}
 			d.ack(commits[:1])
-			commits = commits[1:]
+			commits, since = commits[1:], since[1:]
 			parked = true
 		}
 	}
@@ -285,6 +291,7 @@ func (d *dispatcher) stillParked(ctx context.Context, aggregateID string) bool {
 	d.mu.Lock()
 	delete(d.parked, aggregateID)
 	d.mu.Unlock()
+	r.tally.forget(aggregateID)
 	r.log.Info("the aggregate's parked commits were replayed or discarded elsewhere; handling it again", "aggregate", aggregateID)
 	return false
 }
@@ -313,6 +320,7 @@ func (d *dispatcher) park(ctx context.Context, c Commit, cause error, attempts i
 	d.mu.Lock()
 	d.parked[c.AggregateID] = true
 	d.mu.Unlock()
+	r.tally.parked(c)
 	r.log.Warn("commit parked", "aggregate", c.AggregateID, "version", c.Version, "commitId", c.CommitID, "reason", reason)
 	for _, h := range r.w.hooks.parked {
 		h.OnParked(r.s.Name, c, cause)
@@ -371,9 +379,8 @@ func (d *dispatcher) replay(ctx context.Context, aggregateID string) (int, error
 		if err != nil {
 			return n, fmt.Errorf("subscribe: replay %q of %q: list parked: %w", aggregateID, r.s.Name, err)
 		}
-		if _, _, err := r.call(ctx, []Commit{p.Commit}); err != nil {
-			var skip *skipError
-			if !errors.As(err, &skip) {
+		if _, _, err := r.call(ctx, []Commit{p.Commit}, []time.Time{r.w.cfg.Clock().Add(replayRetryWindow)}); err != nil {
+			if Classify(err) != FailureSkip {
 				return n, fmt.Errorf("subscribe: replay %q of %q: version %d still fails: %w", aggregateID, r.s.Name, p.Commit.Version, err)
 			}
 			for _, h := range r.w.hooks.skipped {
@@ -383,6 +390,7 @@ func (d *dispatcher) replay(ctx context.Context, aggregateID string) (int, error
 		if err := r.w.cfg.Parking.Unpark(ctx, r.s.Name, aggregateID, p.Commit.Version); err != nil {
 			return n, fmt.Errorf("subscribe: replay %q of %q: unpark version %d: %w", aggregateID, r.s.Name, p.Commit.Version, err)
 		}
+		r.tally.unparked(aggregateID)
 		n++
 	}
 	d.mu.Lock()
@@ -407,6 +415,7 @@ func (d *dispatcher) discard(ctx context.Context, aggregateID string) (int, erro
 		if err := r.w.cfg.Parking.Unpark(ctx, r.s.Name, aggregateID, p.Commit.Version); err != nil {
 			return n, fmt.Errorf("subscribe: discard %q of %q: unpark version %d: %w", aggregateID, r.s.Name, p.Commit.Version, err)
 		}
+		r.tally.unparked(aggregateID)
 		if n == 0 {
 			first = p.Commit.Version
 		}
@@ -420,42 +429,117 @@ func (d *dispatcher) discard(ctx context.Context, aggregateID string) (int, erro
 	return n, nil
 }
 
-// call runs the handler on commits with retries. It returns how many
-// commits were handled, the attempts spent on the first one not handled,
-// and the last error (nil when all were handled).
-func (r *subRunner) call(ctx context.Context, commits []Commit) (int, int, error) {
+// replayRetryWindow is how long a replay retries a parked commit's
+// transient failures before it gives up and leaves it parked.
+const replayRetryWindow = time.Minute
+
+// recordDeadline returns when a commit read at readAt passes its maximum
+// record age (RetryPolicy.MaxRecordAge), counted from the later of its
+// commit time and readAt; zero for no limit.
+func (r *subRunner) recordDeadline(c Commit, readAt time.Time) time.Time {
+	if r.s.Retry.MaxRecordAge < 0 {
+		return time.Time{}
+	}
+	base := readAt
+	if at := time.UnixMilli(c.CommittedAt); at.After(base) {
+		base = at
+	}
+	return base.Add(r.s.Retry.MaxRecordAge)
+}
+
+// exhaustedError wraps the last transient failure of a commit whose
+// retries ran out, saying which limit ended them.
+type exhaustedError struct {
+	why string
+	err error
+}
+
+func (e *exhaustedError) Error() string { return e.err.Error() + " (" + e.why + ")" }
+func (e *exhaustedError) Unwrap() error { return e.err }
+
+// call runs the handler on commits with retries (see RetryPolicy): a
+// transient failure is retried until deadlines[i] (zero: no limit) of the
+// first commit not handled passes, or another limit of the RetryPolicy, a
+// permanent one is not. It returns how many commits were handled, the
+// attempts spent on the first one not handled, and the error that ended
+// its retries, nil when all were handled; an error of ctx's when ctx ended.
+func (r *subRunner) call(ctx context.Context, commits []Commit, deadlines []time.Time) (int, int, error) {
+	clock, p := r.w.cfg.Clock, r.s.Retry
 	handled, attempts := 0, 0
-	start := time.Now()
-	backoff := r.s.Retry.InitialBackoff
+	start := clock()
+	backoff := p.InitialBackoff
+	var last error
 	for {
+		c, deadline := commits[handled], deadlines[handled]
+		probe, ok := r.circuit.gate(ctx, deadline)
+		if !ok {
+			if ctx.Err() != nil {
+				return handled, attempts, ctx.Err()
+			}
+			if last == nil {
+				last = errors.New("subscribe: the circuit stayed open")
+			}
+			return handled, attempts, &exhaustedError{why: fmt.Sprintf("gave up after %d %s, waiting for the circuit: past the maximum record age %v",
+				attempts, plural(attempts, "attempt", "attempts"), p.MaxRecordAge), err: last}
+		}
 		attempts++
 		n, err := r.once(ctx, commits[handled:])
+		class := Classify(err)
+		var after time.Duration
+		var ra *retryAfterError
+		if errors.As(err, &ra) {
+			after = ra.after
+		}
+		switch {
+		case err == nil || n > 0 || class != FailureTransient:
+			r.circuit.record(c.AggregateID, probe, outcomeOK, 0)
+		case ctx.Err() != nil:
+			r.circuit.record(c.AggregateID, probe, outcomeNone, 0)
+		default:
+			r.circuit.record(c.AggregateID, probe, outcomeTransient, after)
+		}
 		if n > 0 {
-			attempts, start, backoff = 1, time.Now(), r.s.Retry.InitialBackoff
+			attempts, start, backoff = 1, clock(), p.InitialBackoff
 		}
 		handled += n
 		if err == nil {
 			return handled, 0, nil
 		}
-		var skip *skipError
-		if errors.As(err, &skip) || ctx.Err() != nil ||
-			attempts >= r.s.Retry.MaxAttempts || time.Since(start) >= r.s.Retry.MaxElapsed {
+		if ctx.Err() != nil || class != FailureTransient {
 			return handled, attempts, err
 		}
+		last = err
+		c, deadline = commits[handled], deadlines[handled]
+		now := clock()
+		var why string
+		switch {
+		case !deadline.IsZero() && !now.Before(deadline):
+			why = fmt.Sprintf("past the maximum record age %v", p.MaxRecordAge)
+		case p.MaxAttempts > 0 && attempts >= p.MaxAttempts:
+			why = fmt.Sprintf("MaxAttempts %d", p.MaxAttempts)
+		case p.MaxElapsed > 0 && now.Sub(start) >= p.MaxElapsed:
+			why = fmt.Sprintf("MaxElapsed %v", p.MaxElapsed)
+		}
+		if why != "" {
+			return handled, attempts, &exhaustedError{why: fmt.Sprintf("gave up after %d %s over %v: %s",
+				attempts, plural(attempts, "attempt", "attempts"), now.Sub(start).Round(time.Millisecond), why), err: err}
+		}
 		delay := jitter(backoff)
-		var ra *retryAfterError
-		if errors.As(err, &ra) {
-			delay = ra.after
+		if after > 0 {
+			delay = after
+		}
+		if !deadline.IsZero() {
+			delay = min(delay, deadline.Sub(now))
 		}
 		for _, h := range r.w.hooks.retry {
-			h.OnRetry(r.s.Name, commits[handled], attempts, delay, err)
+			h.OnRetry(r.s.Name, c, attempts, delay, err)
 		}
-		r.log.Debug("handler failed; retrying", "aggregate", commits[handled].AggregateID,
-			"version", commits[handled].Version, "attempt", attempts, "delay", delay, "err", err)
+		r.log.Debug("handler failed; retrying", "aggregate", c.AggregateID,
+			"version", c.Version, "attempt", attempts, "delay", delay, "err", err)
 		if !sleep(ctx, delay) {
 			return handled, attempts, ctx.Err()
 		}
-		backoff = min(backoff*2, r.s.Retry.MaxBackoff)
+		backoff = min(backoff*2, p.MaxBackoff)
 	}
 }
 
@@ -539,4 +623,12 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2+1)
+}
+
+// plural returns one when n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -106,6 +106,25 @@ type HookLease interface {
 	OnLeaseRenewFailed(sub, unit string, err error)
 }
 
+// HookCircuit observes the subscription's circuit (see RetryPolicy)
+// opening (open true: transient failures of several aggregates in a row,
+// the handler's receiver is likely down) and closing (a call succeeded),
+// at the time at, by Config.Clock. The circuit is the subscription's in
+// this worker, shared by its units.
+type HookCircuit interface {
+	OnCircuit(sub string, open bool, at time.Time)
+}
+
+// HookParkedNow observes the number of the subscription's aggregates
+// parked and of their commits parked, in this worker, each time it
+// changes: when a unit starts and finds commits parked, when a commit is
+// parked, and when parked commits are replayed or discarded. With
+// Config.Leases, each worker counts the aggregates of the units it runs
+// (every stream shard unit counts every parked aggregate).
+type HookParkedNow interface {
+	OnParkedNow(sub string, aggregates, commits int)
+}
+
 // HookStopped observes a subscription that stopped on an error.
 type HookStopped interface {
 	OnStopped(sub string, err error)
@@ -128,6 +147,8 @@ type hooks struct {
 	ignored    []HookIgnoredRecord
 	request    []HookRequest
 	lease      []HookLease
+	circuit    []HookCircuit
+	parkedNow  []HookParkedNow
 }
 
 func newHooks(hs []any) hooks {
@@ -177,6 +198,12 @@ func newHooks(hs []any) hooks {
 		}
 		if v, ok := x.(HookLease); ok {
 			h.lease = append(h.lease, v)
+		}
+		if v, ok := x.(HookCircuit); ok {
+			h.circuit = append(h.circuit, v)
+		}
+		if v, ok := x.(HookParkedNow); ok {
+			h.parkedNow = append(h.parkedNow, v)
 		}
 	}
 	return h

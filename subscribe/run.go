@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +33,10 @@ type subRunner struct {
 	// requests carries out operators' requests; set by run before any
 	// unit starts, nil when there is no request store.
 	requests *requestServer
+	// circuit is the subscription's circuit breaker, shared by its units;
+	// tally counts its parked commits. Both set by Register.
+	circuit *circuit
+	tally   *parkedTally
 
 	mu sync.Mutex
 	// health is the subscription's own state and error; with Leases nil
@@ -99,8 +104,12 @@ func (r *subRunner) snapshots() []Health {
 		}
 		if rn.disp != nil {
 			rn.disp.mu.Lock()
-			h.Parked = len(rn.disp.parked)
+			aggs := slices.Collect(maps.Keys(rn.disp.parked))
 			rn.disp.mu.Unlock()
+			h.Parked, h.ParkedCommits = len(aggs), r.tally.of(aggs)
+		}
+		if h.State == StateRunning {
+			h.CircuitOpenSince = r.circuit.openSince()
 		}
 		out[i] = h
 	}
@@ -314,16 +323,20 @@ func (r *subRunner) loadParked(ctx context.Context, u *unit) (map[string]bool, e
 	backoff := r.s.Retry.InitialBackoff
 	for {
 		var err error
+		counts := map[string]parkedCount{}
 		for p, perr := range r.w.cfg.Parking.Parked(ctx, r.s.Name, "") {
 			if perr != nil {
 				err = perr
 				break
 			}
-			if u.owns(p.Commit.AggregateID) {
-				parked[p.Commit.AggregateID] = true
+			if id := p.Commit.AggregateID; u.owns(id) {
+				parked[id] = true
+				n := counts[id]
+				counts[id] = parkedCount{commits: n.commits + 1, top: max(n.top, p.Commit.Version)}
 			}
 		}
 		if err == nil {
+			r.tally.load(counts)
 			return parked, nil
 		}
 		if ctx.Err() != nil {

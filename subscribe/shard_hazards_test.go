@@ -502,7 +502,7 @@ func TestShardUnitParksOnlyWhileTheStoreHoldsTheAggregate(t *testing.T) {
 	} {
 		d.slots <- struct{}{}
 		d.inflight++
-		if left := d.handle(ctx, []Commit{c}, true); left != 0 {
+		if left := d.handle(ctx, []Commit{c}, []time.Time{time.Now()}, true); left != 0 {
 			t.Fatalf("%s: %d left unhandled", c.AggregateID, left)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,12 +105,37 @@ func (r *subRunner) newUnit(spec unitSpec, leased bool) *unit {
 	return u
 }
 
-// remove forgets a leased unit that has stopped.
+// remove forgets a leased unit that has stopped, and the parked
+// aggregates only it knew of: another worker counts them now.
 func (u *unit) remove() {
 	u.r.mu.Lock()
-	defer u.r.mu.Unlock()
 	if u.r.units[u.name] == u {
 		delete(u.r.units, u.name)
+	}
+	var others []*dispatcher
+	for _, o := range u.r.units {
+		if o.disp != nil {
+			others = append(others, o.disp)
+		}
+	}
+	d := u.disp
+	u.r.mu.Unlock()
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	var gone []string
+	for id := range d.parked {
+		gone = append(gone, id)
+	}
+	d.mu.Unlock()
+	for _, o := range others {
+		o.mu.Lock()
+		gone = slices.DeleteFunc(gone, func(id string) bool { return o.parked[id] })
+		o.mu.Unlock()
+	}
+	if len(gone) > 0 {
+		u.r.tally.forget(gone...)
 	}
 }
 

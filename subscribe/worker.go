@@ -155,6 +155,21 @@ func (w *Worker) Register(s Subscription) error {
 		h, maxBatch = batchOf(s.Handler, s.Middleware), 1
 	}
 	r := &subRunner{w: w, s: s, handler: h, maxBatch: maxBatch, log: w.log.With("subscription", s.Name), specs: specs, bucketOf: bucketOf}
+	r.circuit = newCircuit(s.Retry, s.Concurrency, w.cfg.Clock, func(open bool, at time.Time) {
+		if open {
+			r.log.Warn("circuit open: the handler fails for every aggregate; probing one call at a time", "openAfter", r.circuit.b.openAfter)
+		} else {
+			r.log.Info("circuit closed: the handler succeeds again")
+		}
+		for _, h := range w.hooks.circuit {
+			h.OnCircuit(s.Name, open, at)
+		}
+	})
+	r.tally = &parkedTally{notify: func(aggregates, commits int) {
+		for _, h := range w.hooks.parkedNow {
+			h.OnParkedNow(s.Name, aggregates, commits)
+		}
+	}}
 	r.health.Subscription, r.health.State = s.Name, StateIdle
 	w.subs = append(w.subs, r)
 	w.byName[s.Name] = r
@@ -350,6 +365,14 @@ type Health struct {
 	Lag time.Duration
 	// Parked counts the aggregates parked now.
 	Parked int
+	// ParkedCommits counts the commits of those aggregates parked now.
+	ParkedCommits int
+	// CircuitOpenSince is when the subscription's circuit opened (see
+	// RetryPolicy): its handler has failed transiently for several
+	// aggregates in a row, and only probes call it. Zero while the circuit
+	// is closed, and when the subscription is not running. The circuit is
+	// the subscription's in this worker: every unit's entry has the same.
+	CircuitOpenSince time.Time
 }
 
 // Health returns a snapshot of every subscription, in registration order.
