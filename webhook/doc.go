@@ -55,27 +55,33 @@
 // a batch may start or end at other versions than a batch sent before.
 //
 // An answer with a 2xx status means the request's commits were handled.
-// Anything else is an error, which the worker retries under the
-// subscription's RetryPolicy and then parks, stops on or skips per its
-// Policy:
+// Anything else is an error, transient or permanent as the worker
+// classifies it (subscribe.Classify; see docs/delivery.md): a transient
+// one is retried until the commit passes its maximum record age
+// (subscribe.RetryPolicy), a permanent one goes at once to the
+// subscription's Policy (by default it is parked, where an operator sees
+// it and can replay it, never dropped silently):
 //
-//   - another status returns a *StatusError (3xx too: redirects are never
-//     followed, since a POST redirected with 301, 302 or 303 would become
-//     a GET without its body and the commit would count as delivered when it
-//     was not);
+//   - 408, 425, 429, any 5xx, and any status outside 4xx and 5xx return a
+//     *StatusError: transient (StatusError.Transient). Redirects (3xx) are
+//     never followed, since a POST redirected with 301, 302 or 303 would
+//     become a GET without its body and the commit would count as delivered
+//     when it was not;
 //   - 429 Too Many Requests and 503 Service Unavailable with a Retry-After
 //     header (delay-seconds or an HTTP date) return subscribe.RetryAfter
 //     wrapping the *StatusError, so that the worker waits as asked (at most
 //     Config.MaxRetryAfter) before the next attempt;
-//   - a network error, a timeout (Config.Timeout) or the end of the
-//     caller's context returns the cause wrapped, matched with errors.Is
-//     (context.DeadlineExceeded, context.Canceled) or errors.As.
+//   - any other 4xx returns subscribe.Permanent wrapping the *StatusError:
+//     the receiver refuses the commit as it is (a 400, a 401 of a wrong
+//     credential, a 404 of a wrong URL, a 410);
+//   - a network error (a refused or reset connection), a timeout
+//     (Config.Timeout) or the end of the caller's context returns the cause
+//     wrapped, matched with errors.Is (context.DeadlineExceeded,
+//     context.Canceled) or errors.As: transient;
+//   - a commit whose events cannot be encoded returns subscribe.Permanent.
 //
-// A 4xx answer is not turned into subscribe.Skip: a rejected commit is
-// retried and then handled by the subscription's Policy (by default it is
-// parked, where an operator sees it and can replay it), never dropped
-// silently. For HandleBatch a failure is a failure of the batch's first
-// commit.
+// errors.As finds the *StatusError through either wrapper. For HandleBatch
+// a failure is a failure of the batch's first commit.
 //
 // Errors name the endpoint by scheme and host only (the path and query of a
 // webhook URL often carry a token) and never contain Config.Secret or the

@@ -85,6 +85,22 @@ type StatusError struct {
 	RetryAfter time.Duration
 }
 
+// Transient reports whether the status may go away by itself, so that the
+// request is worth sending again: 408 Request Timeout, 425 Too Early, 429
+// Too Many Requests, any 5xx, and any status outside 4xx and 5xx (a
+// redirect, which is never followed, may come from a proxy in the middle
+// of a deploy). Any other 4xx is permanent: the receiver refuses the
+// request as it is.
+func (e *StatusError) Transient() bool {
+	switch c := e.StatusCode; {
+	case c == http.StatusRequestTimeout, c == http.StatusTooEarly, c == http.StatusTooManyRequests:
+		return true
+	case c >= 400 && c < 500:
+		return false
+	}
+	return true
+}
+
 func (e *StatusError) Error() string {
 	msg := fmt.Sprintf("webhook: POST %s: status %d", e.Endpoint, e.StatusCode)
 	if t := http.StatusText(e.StatusCode); t != "" {
@@ -297,7 +313,7 @@ func defaultTransport() *http.Transport {
 func (h *Handler) Handle(ctx context.Context, c subscribe.Commit) error {
 	body, err := json.Marshal(c)
 	if err != nil {
-		return fmt.Errorf("webhook: encode aggregate %q version %d: %w", c.AggregateID, c.Version, err)
+		return subscribe.Permanent(fmt.Errorf("webhook: encode aggregate %q version %d: %w", c.AggregateID, c.Version, err))
 	}
 	return h.post(ctx, body, url.PathEscape(c.AggregateID)+"/"+strconv.FormatInt(c.Version, 10))
 }
@@ -312,7 +328,7 @@ func (h *Handler) HandleBatch(ctx context.Context, cs []subscribe.Commit) error 
 	}
 	body, err := json.Marshal(Batch{Commits: cs})
 	if err != nil {
-		return fmt.Errorf("webhook: encode aggregate %q versions %d-%d: %w", cs[0].AggregateID, cs[0].Version, cs[len(cs)-1].Version, err)
+		return subscribe.Permanent(fmt.Errorf("webhook: encode aggregate %q versions %d-%d: %w", cs[0].AggregateID, cs[0].Version, cs[len(cs)-1].Version, err))
 	}
 	first, last := cs[0], cs[len(cs)-1]
 	return h.post(ctx, body, url.PathEscape(first.AggregateID)+"/"+
@@ -361,6 +377,9 @@ func (h *Handler) post(ctx context.Context, body []byte, delivery string) error 
 			se.RetryAfter = min(d, h.maxRetryAfter)
 			return subscribe.RetryAfter(se.RetryAfter, se)
 		}
+	}
+	if !se.Transient() {
+		return subscribe.Permanent(se)
 	}
 	return se
 }

@@ -454,11 +454,102 @@ func TestRetryAfter(t *testing.T) {
 				if want := subscribe.RetryAfter(tc.want, se).Error(); err.Error() != want {
 					t.Errorf("Handle = %q, want subscribe.RetryAfter: %q", err, want)
 				}
+			} else if !se.Transient() {
+				if want := subscribe.Permanent(se).Error(); err.Error() != want {
+					t.Errorf("Handle = %q, want subscribe.Permanent: %q", err, want)
+				}
 			} else if err != error(se) {
 				t.Errorf("Handle = %q, want the *StatusError itself", err)
 			}
 		})
 	}
+}
+
+// TestErrorClasses checks how the worker classifies each failure of a
+// request (subscribe.Classify): a refused connection, a timeout, 5xx, 408,
+// 425 and 429 are transient, any other 4xx permanent, and the
+// *StatusError stays reachable with errors.As.
+func TestErrorClasses(t *testing.T) {
+	cases := []struct {
+		status int
+		header string // Retry-After
+		want   subscribe.Failure
+	}{
+		{500, "", subscribe.FailureTransient},
+		{502, "", subscribe.FailureTransient},
+		{503, "", subscribe.FailureTransient},
+		{503, "2", subscribe.FailureTransient},
+		{504, "", subscribe.FailureTransient},
+		{408, "", subscribe.FailureTransient},
+		{425, "", subscribe.FailureTransient},
+		{429, "", subscribe.FailureTransient},
+		{429, "1", subscribe.FailureTransient},
+		{302, "", subscribe.FailureTransient},
+		{400, "", subscribe.FailurePermanent},
+		{401, "", subscribe.FailurePermanent},
+		{403, "", subscribe.FailurePermanent},
+		{404, "", subscribe.FailurePermanent},
+		{410, "", subscribe.FailurePermanent},
+		{413, "", subscribe.FailurePermanent},
+		{422, "", subscribe.FailurePermanent},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%d %s", tc.status, tc.header), func(t *testing.T) {
+			hdr := http.Header{}
+			if tc.header != "" {
+				hdr.Set("Retry-After", tc.header)
+			}
+			rec := newRecorder(t, answer{Status: tc.status, Header: hdr})
+			h := newHandler(t, webhook.Config{URL: rec.srv.URL})
+			err := h.Handle(context.Background(), commit("a", 0))
+			if got := subscribe.Classify(err); got != tc.want {
+				t.Errorf("Classify(%v) = %v; want %v", err, got, tc.want)
+			}
+			var se *webhook.StatusError
+			if !errors.As(err, &se) || se.StatusCode != tc.status || se.Transient() != (tc.want == subscribe.FailureTransient) {
+				t.Errorf("Handle = %v; want a *StatusError %d, transient %v", err, tc.status, tc.want == subscribe.FailureTransient)
+			}
+		})
+	}
+	t.Run("refused connection", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		h := newHandler(t, webhook.Config{URL: "http://" + addr + "/hook"})
+		err = h.Handle(context.Background(), commit("a", 0))
+		if err == nil || subscribe.Classify(err) != subscribe.FailureTransient {
+			t.Errorf("Handle = %v, %v; want a transient error", err, subscribe.Classify(err))
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		release := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		defer srv.Close()
+		defer close(release)
+		h := newHandler(t, webhook.Config{URL: srv.URL, Timeout: 50 * time.Millisecond})
+		err := h.Handle(context.Background(), commit("a", 0))
+		if !errors.Is(err, context.DeadlineExceeded) || subscribe.Classify(err) != subscribe.FailureTransient {
+			t.Errorf("Handle = %v, %v; want a transient deadline error", err, subscribe.Classify(err))
+		}
+	})
+	t.Run("events that cannot be encoded", func(t *testing.T) {
+		h := newHandler(t, webhook.Config{URL: "http://127.0.0.1:1/hook"})
+		c := commit("a", 0)
+		c.Events = []byte(`[not json`)
+		for _, err := range []error{h.Handle(context.Background(), c), h.HandleBatch(context.Background(), []subscribe.Commit{c})} {
+			if subscribe.Classify(err) != subscribe.FailurePermanent {
+				t.Errorf("Handle = %v; want a permanent error", err)
+			}
+		}
+	})
 }
 
 func TestErrorsHideSecrets(t *testing.T) {
