@@ -54,6 +54,10 @@
 //	eventstore_subscription_lease_gains_total              counter    subscription                leases of units taken by this worker (free, expired, or stolen to balance the load)
 //	eventstore_subscription_lease_losses_total             counter    subscription                leases lost: taken by another worker or expired before renewal (releases not counted)
 //	eventstore_subscription_lease_renewal_failures_total   counter    subscription                lease renewals that failed and were retried
+//	eventstore_subscription_circuit_open                   gauge      subscription                1 while the subscription's circuit is open (the handler failed for several aggregates in a row; only probes call it)
+//	eventstore_subscription_circuit_openings_total         counter    subscription                times the circuit opened
+//	eventstore_subscription_parked_commits                 gauge      subscription                commits parked now (this worker's units')
+//	eventstore_subscription_parked_aggregates              gauge      subscription                aggregates with commits parked now (this worker's units')
 //	eventstore_store_consumed_capacity_units_total         counter    operation, resource         DynamoDB capacity units consumed by store calls, per table and per index
 //
 // A subscription's series appear when its first hook is called, or at New
@@ -66,8 +70,16 @@
 // resource, the counter is the capacity consumed by all calls; a
 // transaction's capacity (AppendAll) is DynamoDB's, already doubled.
 //
-// Useful queries: rate(…_handler_errors_total[5m]) and
-// increase(…_parked_commits_total[1h]) for failing handlers, max by
+// The parked gauges are set when a unit starts and finds commits parked,
+// and at each park, replay and discard. With several workers sharing a
+// subscription through leases, each exports the parked commits of the
+// units it runs: sum them by subscription for index buckets; every stream
+// shard unit knows every parked aggregate, so take the max for a stream
+// subscription.
+//
+// Useful queries: rate(…_handler_errors_total[5m]), …_parked_commits > 0
+// and increase(…_parked_commits_total[1h]) for failing handlers,
+// …_circuit_open == 1 for a receiver that is down, max by
 // (subscription) (…_lag_seconds) for freshness, and …_stopped == 1 for a
 // subscription that needs an operator; sum by (subscription, unit)
 // (…_leases_held) across workers is 1 for every unit of a subscription

@@ -124,6 +124,10 @@ type Metrics struct {
 	leaseLosses       *prometheus.CounterVec
 	leaseRenewFails   *prometheus.CounterVec
 	consumedCapacity  *prometheus.CounterVec
+	circuitOpen       *prometheus.GaugeVec
+	circuitOpenings   *prometheus.CounterVec
+	parkedNow         *prometheus.GaugeVec
+	parkedAggregates  *prometheus.GaugeVec
 	collectors        []prometheus.Collector
 	subscriptionInits []func(sub string)
 }
@@ -146,6 +150,8 @@ var (
 	_ subscribe.HookIgnoredRecord = (*Metrics)(nil)
 	_ subscribe.HookRequest       = (*Metrics)(nil)
 	_ subscribe.HookLease         = (*Metrics)(nil)
+	_ subscribe.HookCircuit       = (*Metrics)(nil)
+	_ subscribe.HookParkedNow     = (*Metrics)(nil)
 
 	_ = store.Config{ConsumedCapacity: (*Metrics)(nil).ConsumedCapacity}
 )
@@ -249,6 +255,15 @@ func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 	m.leaseGains = counter("lease_gains_total", "Leases of the subscription's units this worker took (free, expired or stolen to balance the load).")
 	m.leaseLosses = counter("lease_losses_total", "Leases of the subscription's units this worker lost: taken by another worker, or expired before they could be renewed. Releases are not counted.")
 	m.leaseRenewFails = counter("lease_renewal_failures_total", "Lease renewals that failed and were retried (not counting those refused because another worker took the unit).")
+	m.circuitOpen = gauge("circuit_open", "1 while the subscription's circuit is open (its handler failed transiently for several aggregates in a row; only probes call it), 0 otherwise.")
+	m.circuitOpenings = counter("circuit_openings_total", "Times the subscription's circuit opened.")
+	m.parkedNow = gauge("parked_commits", "Commits of the subscription parked now, as this worker knows them.")
+	m.parkedAggregates = gauge("parked_aggregates", "Aggregates of the subscription with commits parked now, as this worker knows them.")
+	m.subscriptionInits = append(m.subscriptionInits, func(s string) {
+		m.circuitOpen.WithLabelValues(s).Set(0)
+		m.parkedNow.WithLabelValues(s).Set(0)
+		m.parkedAggregates.WithLabelValues(s).Set(0)
+	})
 	m.consumedCapacity = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: o.namespace, Subsystem: "store", Name: "consumed_capacity_units_total",
 		Help: "DynamoDB capacity units consumed by store calls, by operation and by table or index.",
@@ -400,6 +415,24 @@ func (m *Metrics) OnLeaseLost(sub, unit string, err error) {
 // OnLeaseRenewFailed implements subscribe.HookLease.
 func (m *Metrics) OnLeaseRenewFailed(sub, _ string, _ error) {
 	m.leaseRenewFails.WithLabelValues(lv(sub)).Inc()
+}
+
+// OnCircuit implements subscribe.HookCircuit: it sets circuit_open, and
+// counts an opening.
+func (m *Metrics) OnCircuit(sub string, open bool, _ time.Time) {
+	if open {
+		m.circuitOpen.WithLabelValues(lv(sub)).Set(1)
+		m.circuitOpenings.WithLabelValues(lv(sub)).Inc()
+		return
+	}
+	m.circuitOpen.WithLabelValues(lv(sub)).Set(0)
+}
+
+// OnParkedNow implements subscribe.HookParkedNow: it sets parked_commits
+// and parked_aggregates.
+func (m *Metrics) OnParkedNow(sub string, aggregates, commits int) {
+	m.parkedNow.WithLabelValues(lv(sub)).Set(float64(commits))
+	m.parkedAggregates.WithLabelValues(lv(sub)).Set(float64(aggregates))
 }
 
 // OnCorrupt implements subscribe.HookCorrupt.

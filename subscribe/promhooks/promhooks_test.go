@@ -619,6 +619,7 @@ func TestWithSubscriptions(t *testing.T) {
 		"poll_duration_seconds", "poll_errors_total", "commits_read_total", "checkpoint_writes_total",
 		"checkpoint_write_errors_total", "corrupt_items_total", "stream_records_ignored_total", "stopped",
 		"lease_gains_total", "lease_losses_total", "lease_renewal_failures_total",
+		"circuit_open", "circuit_openings_total", "parked_commits", "parked_aggregates",
 	} {
 		for _, s := range []string{"a", "b"} {
 			k := series{name: "eventstore_subscription_" + name, labels: fmt.Sprintf("subscription=%q", s)}
@@ -645,6 +646,29 @@ func TestWithSubscriptions(t *testing.T) {
 	}
 	if n, err := testutil.GatherAndCount(reg, "eventstore_subscription_lag_seconds", "eventstore_subscription_lag_commits"); err != nil || n != 0 {
 		t.Errorf("lag series before any OnLag: %d, %v; want none", n, err)
+	}
+}
+
+// TestCircuitAndParkedGauges follows the circuit and the parked commits
+// through the hooks: the gauges hold the last value, the openings add up.
+func TestCircuitAndParkedGauges(t *testing.T) {
+	m, reg := newMetrics(t)
+	m.OnCircuit("s", true, time.Now())
+	m.OnCircuit("s", false, time.Now())
+	m.OnCircuit("s", true, time.Now())
+	m.OnParkedNow("s", 2, 7)
+	m.OnParkedNow("s", 1, 3)
+	got := gather(t, reg)
+	for name, want := range map[string]float64{"circuit_open": 1, "circuit_openings_total": 2, "parked_commits": 3, "parked_aggregates": 1} {
+		if v := got[sub(name)]; v != want {
+			t.Errorf("%s = %v; want %v", name, v, want)
+		}
+	}
+	m.OnCircuit("s", false, time.Now())
+	m.OnParkedNow("s", 0, 0)
+	got = gather(t, reg)
+	if got[sub("circuit_open")] != 0 || got[sub("parked_commits")] != 0 || got[sub("circuit_openings_total")] != 2 {
+		t.Errorf("after closing and replaying: %v", got)
 	}
 }
 
@@ -717,6 +741,8 @@ func callEveryHook(m *Metrics, s string) {
 	m.OnLeaseGained(s, "bucket-t0")
 	m.OnLeaseLost(s, "bucket-t0", errBoom)
 	m.OnLeaseRenewFailed(s, "bucket-t0", errBoom)
+	m.OnCircuit(s, true, time.Now())
+	m.OnParkedNow(s, 1, 2)
 	m.ConsumedCapacity(store.OpAppend, types.ConsumedCapacity{
 		TableName:              aws.String("commits"),
 		Table:                  &types.Capacity{CapacityUnits: aws.Float64(1)},
