@@ -11,6 +11,7 @@ import (
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint/dynamocheckpoint"
 	"github.com/dynamodb-event-store/eventstore/store"
+	"github.com/dynamodb-event-store/eventstore/subscribe"
 )
 
 // Defaults of the settings a zero Config leaves empty.
@@ -23,7 +24,17 @@ const (
 	DefaultWebhookTimeout     = 10 * time.Second
 	DefaultConcurrency        = 8
 	DefaultCheckpointInterval = time.Second
-	DefaultMaxAttempts        = 5
+	// DefaultMaxAttempts is no limit: transient failures are retried
+	// until DefaultMaxRecordAge (it was 5 before the maximum record age).
+	DefaultMaxAttempts = 0
+	// DefaultMaxRecordAge, DefaultBackoffInitial, DefaultBackoffMax,
+	// DefaultHandlerTimeout and DefaultCircuitOpenAfter are subscribe's
+	// RetryPolicy defaults (see docs/delivery.md).
+	DefaultMaxRecordAge     = subscribe.DefaultMaxRecordAge
+	DefaultBackoffInitial   = subscribe.DefaultInitialBackoff
+	DefaultBackoffMax       = subscribe.DefaultMaxBackoff
+	DefaultHandlerTimeout   = subscribe.DefaultAttemptTimeout
+	DefaultCircuitOpenAfter = subscribe.DefaultCircuitOpenAfter
 	// DefaultLeaseDuration, DefaultLeaseRenew and DefaultBalanceEvery are
 	// those of the leases by which several daemons share a subscription's
 	// units of work (see subscribe.LeaseOptions).
@@ -129,9 +140,33 @@ type SubscriptionConfig struct {
 	// CheckpointInterval is how often the position is saved while it
 	// moves. Default 1 s.
 	CheckpointInterval Duration `json:"checkpointInterval,omitempty"`
-	// MaxAttempts bounds the calls of the handler for one commit, the
-	// first included, before Policy applies. Default 5.
+	// MaxRecordAge is how long a commit's transient failures are retried,
+	// from the later of its commit time and the moment it was read
+	// (subscribe.RetryPolicy.MaxRecordAge), before Policy applies.
+	// Default 6 h.
+	MaxRecordAge Duration `json:"maxRecordAge,omitempty"`
+	// MaxAttempts, when positive, also bounds the calls of the handler for
+	// one commit, the first included, before Policy applies. Default 0: no
+	// limit but MaxRecordAge.
 	MaxAttempts int `json:"maxAttempts,omitempty"`
+	// MaxElapsed, when positive, also bounds the time a commit's transient
+	// failures are retried, from its first attempt. Default 0: no limit
+	// but MaxRecordAge.
+	MaxElapsed Duration `json:"maxElapsed,omitempty"`
+	// BackoffInitial and BackoffMax bound the delays between retries,
+	// which double from BackoffInitial up to BackoffMax, with jitter; an
+	// open circuit's probes too. Defaults 100 ms and 10 s.
+	BackoffInitial Duration `json:"backoffInitial,omitempty"`
+	BackoffMax     Duration `json:"backoffMax,omitempty"`
+	// HandlerTimeout bounds one call of the handler
+	// (subscribe.RetryPolicy.AttemptTimeout). Default 30 s, or a webhook's
+	// timeout plus 5 s when that is longer.
+	HandlerTimeout Duration `json:"handlerTimeout,omitempty"`
+	// CircuitOpenAfter is how many aggregates failing transiently in a
+	// row open the subscription's circuit
+	// (subscribe.RetryPolicy.CircuitOpenAfter); negative never opens it.
+	// Default 3.
+	CircuitOpenAfter int `json:"circuitOpenAfter,omitempty"`
 	// Settle is how far behind now the index is read
 	// (subscribe.IndexOptions.Settle); 0 means its default, 1 s.
 	Settle Duration `json:"settle,omitempty"`
@@ -257,10 +292,10 @@ var settings = []*setting{
 	{flag: "balance-every", path: "balanceEvery", kind: kDuration, def: DefaultBalanceEvery.String(), usage: "`DURATION` between looks at how the units are spread among the daemons\nof a subscription (taking free or expired ones, evening out)", top: func(c *Config) any { return &c.BalanceEvery }},
 	{flag: "owner", path: "owner", kind: kString, usage: "`NAME` of this process in checkpoints (default: host name, process id\nand a random suffix)", top: func(c *Config) any { return &c.Owner }, emptyOK: true},
 
-	{flag: "subscription", path: "name", kind: kString, usage: "run the subscription `NAME` that --source, --start, --policy, --handler,\n--webhook-*, --concurrency, --checkpoint-interval and --max-attempts set;\nwith --config, they change the file's subscription of that name (or add it)", sub: func(s *SubscriptionConfig) any { return &s.Name }},
+	{flag: "subscription", path: "name", kind: kString, usage: "run the subscription `NAME` that --source, --start, --policy, --handler,\n--webhook-*, --concurrency, --checkpoint-interval and the retry flags set;\nwith --config, they change the file's subscription of that name (or add it)", sub: func(s *SubscriptionConfig) any { return &s.Name }},
 	{flag: "source", path: "source", kind: kString, def: "index", usage: "`MODE` of reading commits: index (poll the commit-order index), stream\n(the table's DynamoDB stream) or auto (the index to catch up, then the\nstream)", sub: func(s *SubscriptionConfig) any { return &s.Source }},
 	{flag: "start", path: "start", kind: kString, def: "beginning", usage: "start `POINT` of a subscription with no checkpoint: beginning, now, a\ncommit id (YYYYMMDDHHmmssSSS[:aggregateId]) or an RFC 3339 time", sub: func(s *SubscriptionConfig) any { return &s.Start }},
-	{flag: "policy", path: "policy", kind: kString, def: "park", usage: "`POLICY` for a commit still failing after --max-attempts: park (set it\nand its aggregate's later commits aside), stop (the subscription) or skip\n(it)", sub: func(s *SubscriptionConfig) any { return &s.Policy }},
+	{flag: "policy", path: "policy", kind: kString, def: "park", usage: "`POLICY` for a commit that failed permanently (a 4xx answer) or past\n--max-record-age: park (set it and its aggregate's later commits aside),\nstop (the subscription) or skip (it)", sub: func(s *SubscriptionConfig) any { return &s.Policy }},
 	{flag: "handler", path: "handler.type", kind: kString, usage: "handler `TYPE`: webhook (POST each commit to --webhook-url) or stdout\n(one JSON line per commit); a Go handler of the program when omitted", sub: func(s *SubscriptionConfig) any { return &s.Handler.Type }},
 	{flag: "webhook-url", path: "handler.url", kind: kString, usage: "`URL` the webhook POSTs each commit to", sub: func(s *SubscriptionConfig) any { return &s.Handler.URL }},
 	{flag: "webhook-secret", path: "handler.secret", kind: kString, usage: "`SECRET` that signs webhook requests (Standard Webhooks webhook-signature):\nwhsec_ and the base64 of the key, or a raw secret whose bytes are the key;\nfor a rotation, the new and the old whsec_ secrets separated by a space;\nprefer $EVENTSTORE_WEBHOOK_SECRET, as flags show in process lists", sub: func(s *SubscriptionConfig) any { return &s.Handler.Secret }, secret: true},
@@ -273,7 +308,13 @@ var settings = []*setting{
 	{flag: "stream-margin", path: "streamMargin", kind: kDuration, def: "10s", usage: "`DURATION` the stream source allows for writers' clocks", sub: func(s *SubscriptionConfig) any { return &s.StreamMargin }},
 	{flag: "webhook-allow-insecure", path: "handler.allowInsecure", kind: kBool, def: "false", usage: "allow a plain http --webhook-url to a host that is not a loopback one: the\ncommits, headers and signature then cross the network in the clear", sub: func(s *SubscriptionConfig) any { return &s.Handler.AllowInsecure }},
 	{flag: "webhook-legacy-signature", path: "handler.legacySignature", kind: kBool, def: "false", usage: "also send the deprecated X-Eventstore-Signature header (HMAC of the body\nonly), while receivers move to the Standard Webhooks webhook-signature", sub: func(s *SubscriptionConfig) any { return &s.Handler.LegacySignature }},
-	{flag: "max-attempts", path: "maxAttempts", kind: kInt, def: strconv.Itoa(DefaultMaxAttempts), usage: "number `N` of handler calls for one commit, the first included, before\n--policy applies", sub: func(s *SubscriptionConfig) any { return &s.MaxAttempts }},
+	{flag: "max-record-age", path: "maxRecordAge", kind: kDuration, def: DefaultMaxRecordAge.String(), usage: "`DURATION` a commit's transient failures (refused connections, timeouts,\n5xx, 408, 425, 429) are retried, from its commit or the moment it was\nread, whichever is later, before --policy applies", sub: func(s *SubscriptionConfig) any { return &s.MaxRecordAge }},
+	{flag: "max-attempts", path: "maxAttempts", kind: kInt, def: strconv.Itoa(DefaultMaxAttempts), usage: "when above 0, also the most handler calls `N` for one commit, the first\nincluded, before --policy applies; 0: no limit but --max-record-age", sub: func(s *SubscriptionConfig) any { return &s.MaxAttempts }},
+	{flag: "max-elapsed", path: "maxElapsed", kind: kDuration, def: "0s", usage: "when above 0, also the longest `DURATION` a commit's transient failures\nare retried from its first attempt; 0: no limit but --max-record-age", sub: func(s *SubscriptionConfig) any { return &s.MaxElapsed }},
+	{flag: "backoff-initial", path: "backoffInitial", kind: kDuration, def: DefaultBackoffInitial.String(), usage: "first delay `DURATION` before a retry; delays double, with jitter", sub: func(s *SubscriptionConfig) any { return &s.BackoffInitial }},
+	{flag: "backoff-max", path: "backoffMax", kind: kDuration, def: DefaultBackoffMax.String(), usage: "longest delay `DURATION` between retries, and between probes of an open\ncircuit: a receiver back from an outage is called again within it", sub: func(s *SubscriptionConfig) any { return &s.BackoffMax }},
+	{flag: "handler-timeout", path: "handlerTimeout", kind: kDuration, def: DefaultHandlerTimeout.String(), usage: "`DURATION` bound on one call of the handler (a webhook's: at least\n--webhook-timeout + 5s unless given)", sub: func(s *SubscriptionConfig) any { return &s.HandlerTimeout }},
+	{flag: "circuit-open-after", path: "circuitOpenAfter", kind: kInt, def: strconv.Itoa(DefaultCircuitOpenAfter), usage: "number `N` of aggregates failing transiently in a row, with no success,\nthat open the subscription's circuit (then one probe at a time calls the\nhandler); -1 never opens it", sub: func(s *SubscriptionConfig) any { return &s.CircuitOpenAfter }},
 }
 
 func settingByFlag(name string) *setting {

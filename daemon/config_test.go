@@ -74,7 +74,8 @@ func TestConfigDefaults(t *testing.T) {
 	s := p.subs[0]
 	if s.sub.Name != "g" || s.sub.Handler == nil || s.sub.Source != subscribe.SourceIndex || s.sub.Start != subscribe.StartBeginning ||
 		s.sub.Policy != subscribe.PolicyPark || s.sub.Concurrency != 8 || s.sub.CheckpointInterval != time.Second ||
-		s.sub.Retry.MaxAttempts != 5 || s.sub.Index.Settle != 0 || s.sub.Index.Overlap != 0 || s.sub.Stream.Margin != 0 { // subscribe's defaults
+		s.sub.Retry != (subscribe.RetryPolicy{MaxRecordAge: 6 * time.Hour, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second,
+			AttemptTimeout: 30 * time.Second, CircuitOpenAfter: 3}) || s.sub.Index.Settle != 0 || s.sub.Index.Overlap != 0 || s.sub.Stream.Margin != 0 { // subscribe's defaults
 		t.Errorf("Go handler's subscription: %+v", s.sub)
 	}
 	// A zero Config built in Go means the same.
@@ -237,6 +238,57 @@ func TestConfigOneSubscription(t *testing.T) {
 	}
 }
 
+// TestConfigRetrySettings sets every retry setting of a subscription by
+// flag, by variable and in the file, and checks what reaches its
+// subscribe.RetryPolicy.
+func TestConfigRetrySettings(t *testing.T) {
+	want := subscribe.RetryPolicy{MaxRecordAge: 2 * time.Hour, MaxAttempts: 9, MaxElapsed: 20 * time.Minute,
+		InitialBackoff: 250 * time.Millisecond, MaxBackoff: 4 * time.Second, AttemptTimeout: 12 * time.Second, CircuitOpenAfter: -1}
+	stdout := []string{"--subscription", "s", "--handler", "stdout"}
+	flags := append(append([]string(nil), stdout...), "--max-record-age", "2h", "--max-attempts", "9", "--max-elapsed", "20m",
+		"--backoff-initial", "250ms", "--backoff-max", "4s", "--handler-timeout", "12s", "--circuit-open-after", "-1")
+	env := map[string]string{"EVENTSTORE_MAX_RECORD_AGE": "2h", "EVENTSTORE_MAX_ATTEMPTS": "9", "EVENTSTORE_MAX_ELAPSED": "20m",
+		"EVENTSTORE_BACKOFF_INITIAL": "250ms", "EVENTSTORE_BACKOFF_MAX": "4s", "EVENTSTORE_HANDLER_TIMEOUT": "12s", "EVENTSTORE_CIRCUIT_OPEN_AFTER": "-1"}
+	file := `{"subscriptions":[{"name":"s","handler":{"type":"stdout"},"maxRecordAge":"2h","maxAttempts":9,"maxElapsed":"20m",
+		"backoffInitial":"250ms","backoffMax":"4s","handlerTimeout":"12s","circuitOpenAfter":-1}]}`
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+	}{
+		{"flags", flags, nil, ""},
+		{"variables", stdout, env, ""},
+		{"file", []string{"--config", "FILE"}, nil, file},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := resolveArgs(t, tc.args, tc.env, tc.file, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.subs[0].sub.Retry; got != want {
+				t.Errorf("RetryPolicy %+v\nwant %+v", got, want)
+			}
+		})
+	}
+	// A webhook's own timeout raises the handler's unless it is given.
+	hook := []string{"--subscription", "s", "--handler", "webhook", "--webhook-url", "http://h/hook", "--webhook-timeout", "40s"}
+	p, err := resolveArgs(t, hook, nil, "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.subs[0].sub.Retry.AttemptTimeout; got != 45*time.Second {
+		t.Errorf("handler timeout with a 40s webhook timeout: %v; want 45s", got)
+	}
+	p, err = resolveArgs(t, append(hook, "--handler-timeout", "20s"), nil, "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.subs[0].sub.Retry.AttemptTimeout; got != 20*time.Second {
+		t.Errorf("handler timeout given as 20s: %v", got)
+	}
+}
+
 func TestConfigInvalid(t *testing.T) {
 	hook := []string{"--subscription", "s", "--handler", "webhook", "--webhook-url", "https://h/hook"}
 	stdout := []string{"--subscription", "s", "--handler", "stdout"}
@@ -284,7 +336,16 @@ func TestConfigInvalid(t *testing.T) {
 		{"checkpoint interval", with(stdout, "--checkpoint-interval", "0s"), nil, "", Options{}, "--checkpoint-interval 0s: want a positive duration"},
 		{"overlap", with(stdout, "--overlap", "-1s"), nil, "", Options{}, "--overlap -1s: want 0 (the default) or a positive duration"},
 		{"stream margin", stdout, map[string]string{"EVENTSTORE_STREAM_MARGIN": "-5s"}, "", Options{}, "EVENTSTORE_STREAM_MARGIN=-5s"},
-		{"max attempts", with(stdout, "--max-attempts", "0"), nil, "", Options{}, "--max-attempts 0: want 1 or more"},
+		{"max attempts", with(stdout, "--max-attempts", "-1"), nil, "", Options{}, "--max-attempts -1: want 0 (no limit) or more"},
+		{"max record age", with(stdout, "--max-record-age", "0s"), nil, "", Options{}, "--max-record-age 0s: want a positive duration"},
+		{"max record age variable", stdout, map[string]string{"EVENTSTORE_MAX_RECORD_AGE": "a day"}, "", Options{}, `EVENTSTORE_MAX_RECORD_AGE="a day": want a duration`},
+		{"max elapsed", with(stdout, "--max-elapsed", "-1m"), nil, "", Options{}, "--max-elapsed -1m0s: want 0 (no limit) or a positive duration"},
+		{"backoff initial", with(stdout, "--backoff-initial", "0s"), nil, "", Options{}, "--backoff-initial 0s: want a positive duration"},
+		{"backoff max below initial", with(stdout, "--backoff-initial", "2s", "--backoff-max", "1s"), nil, "", Options{}, "--backoff-max 1s: want at least backoffInitial (2s)"},
+		{"handler timeout", stdout, map[string]string{"EVENTSTORE_HANDLER_TIMEOUT": "-3s"}, "", Options{}, "EVENTSTORE_HANDLER_TIMEOUT=-3s: want a positive duration"},
+		{"circuit open after", with(stdout, "--circuit-open-after", "0"), nil, "", Options{}, "--circuit-open-after 0: want 1 or more, or -1 (never open)"},
+		{"file max record age", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","maxRecordAge":"-1h","handler":{"type":"stdout"}}]}`, Options{}, "FILE: subscriptions[0].maxRecordAge -1h0m0s: want a positive duration"},
+		{"file backoff", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","backoffInitial":"1m","backoffMax":"30s","handler":{"type":"stdout"}}]}`, Options{}, "FILE: subscriptions[0].backoffMax 30s: want at least backoffInitial (1m0s)"},
 		{"batch for a Go handler", []string{"--webhook-batch", "5"}, nil, "", goOpts, "--webhook-batch 5: the Go handler takes one commit at a time"},
 		{"Go handler twice", nil, nil, "", Options{Handlers: goOpts.Handlers, BatchHandlers: map[string]subscribe.BatchHandler{"g": nil}}, `Options.BatchHandlers "g": also in Options.Handlers`},
 

@@ -45,7 +45,13 @@
 //	--webhook-batch      commits per request (default 1: one commit, as JSON)
 //	--concurrency        aggregates handled at once (default 8)
 //	--checkpoint-interval how often the position is saved (default 1s)
-//	--max-attempts       handler calls per commit before the policy (default 5)
+//	--max-record-age     how long transient failures are retried (default 6h)
+//	--max-attempts       if above 0, also the most handler calls per commit (default 0)
+//	--max-elapsed        if above 0, also the longest retrying per commit (default 0)
+//	--backoff-initial    first delay before a retry (default 100ms)
+//	--backoff-max        longest delay between retries and probes (default 10s)
+//	--handler-timeout    one handler call's bound (default 30s)
+//	--circuit-open-after aggregates failing in a row that open the circuit (default 3)
 //
 // Several subscriptions, each with its own handler and policy, are set in
 // the configuration file's subscriptions array. A webhook's secret is read

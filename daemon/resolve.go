@@ -30,10 +30,6 @@ const (
 	maxConcurrency = 1000
 	maxBatch       = 1000 // subscribe's default MaxInFlight
 	minShutdown    = 100 * time.Millisecond
-	// retryMaxBackoff is subscribe's default RetryPolicy.MaxBackoff.
-	retryMaxBackoff = 10 * time.Second
-	// defaultAttemptTimeout is subscribe's default RetryPolicy.AttemptTimeout.
-	defaultAttemptTimeout = 30 * time.Second
 )
 
 // plan is a configuration checked and ready to run.
@@ -497,16 +493,9 @@ func checkSub(e *subEntry, env func(string) string, opts Options, goNames []stri
 		}
 		*d.to = time.Duration(d.v)
 	}
-	if c.MaxAttempts == 0 && !explicit("maxAttempts") {
-		c.MaxAttempts = DefaultMaxAttempts
+	if err := checkRetry(e, explicit, &sub.Retry); err != nil {
+		return planSub{}, err
 	}
-	if c.MaxAttempts < 1 {
-		return planSub{}, e.at("maxAttempts").errAt(strconv.Itoa(c.MaxAttempts), "want 1 or more")
-	}
-	sub.Retry.MaxAttempts = c.MaxAttempts
-	// The attempts, not the time, bound the retries: backoff reaches
-	// 10 s, so leave each attempt that long.
-	sub.Retry.MaxElapsed = max(time.Minute, time.Duration(c.MaxAttempts)*retryMaxBackoff)
 
 	ps := planSub{}
 	typeGiven := h.Type != ""
@@ -609,14 +598,64 @@ func checkSub(e *subEntry, env func(string) string, opts Options, goNames []stri
 		} else {
 			sub.Handler = wh
 		}
-		if t := time.Duration(h.Timeout) + 5*time.Second; t > defaultAttemptTimeout {
+		if t := time.Duration(h.Timeout) + 5*time.Second; t > sub.Retry.AttemptTimeout && !explicit("handlerTimeout") {
 			sub.Retry.AttemptTimeout = t
+			c.HandlerTimeout = Duration(t)
 		}
 	default:
 		return planSub{}, e.at("handler.type").errAt(q(h.Type), "want webhook, stdout or go")
 	}
 	ps.conf, ps.sub = *c, sub
 	return ps, nil
+}
+
+// checkRetry applies the defaults to a subscription's retry settings,
+// checks them and sets them in r. An explicit zero is refused where zero
+// is not a value of its own (maxAttempts and maxElapsed: no limit).
+func checkRetry(e *subEntry, explicit func(string) bool, r *subscribe.RetryPolicy) error {
+	c := &e.conf
+	for _, d := range []struct {
+		path string
+		v    *Duration
+		def  time.Duration
+	}{
+		{"maxRecordAge", &c.MaxRecordAge, DefaultMaxRecordAge},
+		{"backoffInitial", &c.BackoffInitial, DefaultBackoffInitial},
+		{"backoffMax", &c.BackoffMax, max(DefaultBackoffMax, time.Duration(c.BackoffInitial))},
+		{"handlerTimeout", &c.HandlerTimeout, DefaultHandlerTimeout},
+	} {
+		if *d.v == 0 && !explicit(d.path) {
+			*d.v = Duration(d.def)
+		}
+		if *d.v <= 0 {
+			return e.at(d.path).errAt(d.v.String(), "want a positive duration")
+		}
+	}
+	if c.BackoffMax < c.BackoffInitial {
+		return e.at("backoffMax").errAt(c.BackoffMax.String(), "want at least backoffInitial ("+c.BackoffInitial.String()+")")
+	}
+	if c.MaxAttempts < 0 {
+		return e.at("maxAttempts").errAt(strconv.Itoa(c.MaxAttempts), "want 0 (no limit) or more")
+	}
+	if c.MaxElapsed < 0 {
+		return e.at("maxElapsed").errAt(c.MaxElapsed.String(), "want 0 (no limit) or a positive duration")
+	}
+	if c.CircuitOpenAfter == 0 && !explicit("circuitOpenAfter") {
+		c.CircuitOpenAfter = DefaultCircuitOpenAfter
+	}
+	if c.CircuitOpenAfter == 0 || c.CircuitOpenAfter < -1 {
+		return e.at("circuitOpenAfter").errAt(strconv.Itoa(c.CircuitOpenAfter), "want 1 or more, or -1 (never open)")
+	}
+	*r = subscribe.RetryPolicy{
+		MaxRecordAge:     time.Duration(c.MaxRecordAge),
+		MaxAttempts:      c.MaxAttempts,
+		MaxElapsed:       time.Duration(c.MaxElapsed),
+		InitialBackoff:   time.Duration(c.BackoffInitial),
+		MaxBackoff:       time.Duration(c.BackoffMax),
+		AttemptTimeout:   time.Duration(c.HandlerTimeout),
+		CircuitOpenAfter: c.CircuitOpenAfter,
+	}
+	return nil
 }
 
 // buildWebhook checks a webhook's settings, reads its secret and headers

@@ -406,7 +406,9 @@ func (p *plan) logConfig(log *slog.Logger, owner string, ln net.Listener, region
 		sc := s.conf
 		attrs := []any{"subscription", sc.Name, "source", sc.Source, "start", sc.Start, "policy", sc.Policy,
 			"handler", sc.Handler.Type, "concurrency", sc.Concurrency,
-			"checkpointInterval", sc.CheckpointInterval.String(), "maxAttempts", sc.MaxAttempts}
+			"checkpointInterval", sc.CheckpointInterval.String(), "maxRecordAge", sc.MaxRecordAge.String(),
+			"maxAttempts", sc.MaxAttempts, "maxElapsed", sc.MaxElapsed.String(), "backoffInitial", sc.BackoffInitial.String(),
+			"backoffMax", sc.BackoffMax.String(), "handlerTimeout", sc.HandlerTimeout.String(), "circuitOpenAfter", sc.CircuitOpenAfter}
 		if sc.Handler.Type == HandlerWebhook {
 			secret := "none"
 			switch {
