@@ -454,7 +454,7 @@ type exhaustedError struct {
 	err error
 }
 
-func (e *exhaustedError) Error() string { return e.err.Error() + " (" + e.why + ")" }
+func (e *exhaustedError) Error() string { return e.why + ": " + e.err.Error() }
 func (e *exhaustedError) Unwrap() error { return e.err }
 
 // call runs the handler on commits with retries (see RetryPolicy): a
@@ -479,7 +479,7 @@ func (r *subRunner) call(ctx context.Context, commits []Commit, deadlines []time
 			if last == nil {
 				last = errors.New("subscribe: the circuit stayed open")
 			}
-			return handled, attempts, &exhaustedError{why: fmt.Sprintf("gave up after %d %s, waiting for the circuit: past the maximum record age %v",
+			return handled, attempts, &exhaustedError{why: fmt.Sprintf("gave up after %d %s, waiting for the circuit, past the maximum record age %v",
 				attempts, plural(attempts, "attempt", "attempts"), p.MaxRecordAge), err: last}
 		}
 		attempts++
@@ -521,7 +521,7 @@ func (r *subRunner) call(ctx context.Context, commits []Commit, deadlines []time
 			why = fmt.Sprintf("MaxElapsed %v", p.MaxElapsed)
 		}
 		if why != "" {
-			return handled, attempts, &exhaustedError{why: fmt.Sprintf("gave up after %d %s over %v: %s",
+			return handled, attempts, &exhaustedError{why: fmt.Sprintf("gave up after %d %s over %v, %s",
 				attempts, plural(attempts, "attempt", "attempts"), now.Sub(start).Round(time.Millisecond), why), err: err}
 		}
 		delay := jitter(backoff)

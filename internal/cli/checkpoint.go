@@ -210,18 +210,24 @@ func positionals(fs *flag.FlagSet, s *session, want ...string) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
+	return pos, checkPositionals(pos, want...)
+}
+
+// checkPositionals returns a usage error unless pos are the arguments
+// want names, none empty.
+func checkPositionals(pos []string, want ...string) error {
 	switch {
 	case len(pos) < len(want):
-		return nil, flagErrorf("missing %s", strings.Join(want[len(pos):], " and "))
+		return flagErrorf("missing %s", strings.Join(want[len(pos):], " and "))
 	case len(pos) > len(want):
-		return nil, flagErrorf("unexpected argument %q", pos[len(want)])
+		return flagErrorf("unexpected argument %q", pos[len(want)])
 	}
 	for i, p := range pos {
 		if p == "" {
-			return nil, flagErrorf("empty %s", want[i])
+			return flagErrorf("empty %s", want[i])
 		}
 	}
-	return pos, nil
+	return nil
 }
 
 // checkpointView is a checkpoint as the checkpoint commands show it; its

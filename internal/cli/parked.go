@@ -312,11 +312,12 @@ func holder(cps []checkpoint.Checkpoint) (checkpoint.Checkpoint, bool) {
 var parkedReplayCommand = &command{
 	name:       "replay",
 	summary:    "ask the worker to handle an aggregate's parked commits again",
-	synopsis:   "SUBSCRIPTION AGGREGATE [--wait=false] [--timeout D] [flags]",
+	synopsis:   "SUBSCRIPTION (AGGREGATE | --all) [--wait=false] [--timeout D] [flags]",
 	positional: true,
 	help: `
 Asks the worker that runs SUBSCRIPTION to hand the parked commits of
-AGGREGATE to the handler again, in version order, in the aggregate's turn
+AGGREGATE (with --all, of every aggregate with commits parked: one request
+per aggregate) to the handler again, in version order, in the aggregate's turn
 (no other commit of it is handled meanwhile). Each commit handled is
 unparked; once all are, the aggregate's later commits are handled as usual.
 A commit that still fails stops the replay: it and the commits after it
@@ -330,34 +331,62 @@ With --wait (the default) it waits up to --timeout for the outcome and
 prints it. Without, it returns once the request is written.
 
 Exit status: 0 replayed (or, with --wait=false, requested), 1 the replay
-failed, no outcome within --timeout (the request stays pending), nothing
-parked for AGGREGATE, an unknown SUBSCRIPTION or another failure, 2 a usage
-error.`,
+(of any aggregate, with --all) failed, no outcome within --timeout (the
+request stays pending), nothing parked for AGGREGATE (or SUBSCRIPTION), an
+unknown SUBSCRIPTION or another failure, 2 a usage error.`,
 	setup: func(fs *flag.FlagSet, env func(string) string) action {
 		cf := addCheckpointFlags(fs, env, false)
+		all := fs.Bool("all", false, "replay the parked commits of every aggregate of SUBSCRIPTION")
 		wait, timeout := addWaitFlags(fs)
 		return func(ctx context.Context, s *session) error {
-			pos, err := positionals(fs, s, "SUBSCRIPTION", "AGGREGATE")
+			sub, agg, err := parkedArgs(fs, s, all, timeout)
 			if err != nil {
 				return err
 			}
-			if *timeout <= 0 {
-				return flagErrorf("--timeout %v: want a positive duration", *timeout)
+			if *all {
+				return parkedRequestAll(ctx, s, cf, sub, checkpoint.RequestReplay, true, *wait, *timeout)
 			}
-			return parkedRequest(ctx, s, cf, pos[0], pos[1], checkpoint.RequestReplay, true, *wait, *timeout)
+			return parkedRequest(ctx, s, cf, sub, agg, checkpoint.RequestReplay, true, *wait, *timeout)
 		}
 	},
+}
+
+// parkedArgs parses the arguments of parked replay and discard and returns
+// SUBSCRIPTION and AGGREGATE: AGGREGATE is "" with --all, which refuses
+// one.
+func parkedArgs(fs *flag.FlagSet, s *session, all *bool, timeout *time.Duration) (sub, agg string, err error) {
+	pos, err := parseInterleaved(fs, s.args)
+	if err != nil {
+		return "", "", err
+	}
+	want := []string{"SUBSCRIPTION", "AGGREGATE"}
+	if *all {
+		if len(pos) > 1 {
+			return "", "", flagErrorf("--all and AGGREGATE %q: give one or the other", pos[1])
+		}
+		want = want[:1]
+	}
+	if err := checkPositionals(pos, want...); err != nil {
+		return "", "", err
+	}
+	if *timeout <= 0 {
+		return "", "", flagErrorf("--timeout %v: want a positive duration", *timeout)
+	}
+	if *all {
+		return pos[0], "", nil
+	}
+	return pos[0], pos[1], nil
 }
 
 var parkedDiscardCommand = &command{
 	name:       "discard",
 	summary:    "drop an aggregate's parked commits unhandled",
-	synopsis:   "SUBSCRIPTION AGGREGATE --yes [--wait=false] [--timeout D] [flags]",
+	synopsis:   "SUBSCRIPTION (AGGREGATE | --all) --yes [--wait=false] [--timeout D] [flags]",
 	positional: true,
 	help: `
-Drops the parked commits of AGGREGATE for SUBSCRIPTION without handling
-them: the handler never sees them, and the aggregate's later commits are
-handled as usual.
+Drops the parked commits of AGGREGATE (with --all, of every aggregate with
+commits parked) for SUBSCRIPTION without handling them: the handler never
+sees them, and the aggregate's later commits are handled as usual.
 
 Without --yes it only lists what would be discarded, and exits with status
 4: nothing is changed.
@@ -369,21 +398,22 @@ and a pending request for the aggregate is dropped.
 
 Exit status: 0 discarded (or, with --wait=false, requested), 1 a failure,
 no outcome within --timeout (the request stays pending), nothing parked for
-AGGREGATE, an unknown SUBSCRIPTION, 2 a usage error, 4 not confirmed with
---yes.`,
+AGGREGATE (or, with --all, for SUBSCRIPTION), an unknown SUBSCRIPTION,
+2 a usage error, 4 not confirmed with --yes.`,
 	setup: func(fs *flag.FlagSet, env func(string) string) action {
 		cf := addCheckpointFlags(fs, env, false)
 		yes := fs.Bool("yes", false, "discard them: without it, only list what would be discarded")
+		all := fs.Bool("all", false, "discard the parked commits of every aggregate of SUBSCRIPTION")
 		wait, timeout := addWaitFlags(fs)
 		return func(ctx context.Context, s *session) error {
-			pos, err := positionals(fs, s, "SUBSCRIPTION", "AGGREGATE")
+			sub, agg, err := parkedArgs(fs, s, all, timeout)
 			if err != nil {
 				return err
 			}
-			if *timeout <= 0 {
-				return flagErrorf("--timeout %v: want a positive duration", *timeout)
+			if *all {
+				return parkedRequestAll(ctx, s, cf, sub, checkpoint.RequestDiscard, *yes, *wait, *timeout)
 			}
-			return parkedRequest(ctx, s, cf, pos[0], pos[1], checkpoint.RequestDiscard, *yes, *wait, *timeout)
+			return parkedRequest(ctx, s, cf, sub, agg, checkpoint.RequestDiscard, *yes, *wait, *timeout)
 		}
 	},
 }
@@ -491,43 +521,204 @@ var errRequestTimeout = errors.New("request not done in time")
 // and returns it. It returns errRequestTimeout after timeout, an error if
 // the request was replaced or removed, and ctx's error when ctx ends.
 func waitRequest(ctx context.Context, cps *dynamocheckpoint.Store, req checkpoint.Request, timeout time.Duration) (checkpoint.Request, error) {
+	done, err := waitRequests(ctx, cps, req.Subscription, []checkpoint.Request{req}, timeout)
+	if err == nil {
+		err = done[0].err
+	}
+	return done[0].req, err
+}
+
+// requestOutcome is what became of one request waitRequests waited for:
+// req done, or err (errRequestTimeout, replaced or removed).
+type requestOutcome struct {
+	req checkpoint.Request
+	err error
+}
+
+// waitRequests polls the requests of sub until each of reqs is done,
+// replaced or removed, or timeout passes, and returns their outcomes in
+// the order of reqs. It returns an error when a listing fails, and ctx's
+// error when ctx ends.
+func waitRequests(ctx context.Context, cps *dynamocheckpoint.Store, sub string, reqs []checkpoint.Request, timeout time.Duration) ([]requestOutcome, error) {
+	out := make([]requestOutcome, len(reqs))
+	for i := range out {
+		out[i].err = errRequestTimeout
+	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(requestPollInterval)
 	defer tick.Stop()
 	for {
-		var cur *checkpoint.Request
-		for r, err := range cps.Requests(ctx, req.Subscription) {
+		cur := map[string]checkpoint.Request{}
+		for r, err := range cps.Requests(ctx, sub) {
 			if err != nil {
 				if errors.Is(err, dynamocheckpoint.ErrCorruptItem) {
 					continue
 				}
 				if ctx.Err() != nil {
-					return checkpoint.Request{}, ctx.Err()
+					return nil, ctx.Err()
 				}
-				return checkpoint.Request{}, err
+				return nil, err
 			}
-			if r.AggregateID == req.AggregateID {
-				cur = &r
-				break
+			cur[r.AggregateID] = r
+		}
+		waiting := 0
+		for i, req := range reqs {
+			if !errors.Is(out[i].err, errRequestTimeout) {
+				continue
+			}
+			r, ok := cur[req.AggregateID]
+			switch {
+			case !ok:
+				out[i].err = fmt.Errorf("request %s was removed before it was carried out", req.ID)
+			case r.ID != req.ID:
+				out[i].err = fmt.Errorf("request %s was replaced by a newer %s request (id %s) before it was carried out", req.ID, r.Kind, r.ID)
+			case r.Done:
+				out[i] = requestOutcome{req: r}
+			default:
+				waiting++
 			}
 		}
-		switch {
-		case cur == nil:
-			return checkpoint.Request{}, fmt.Errorf("request %s was removed before it was carried out", req.ID)
-		case cur.ID != req.ID:
-			return checkpoint.Request{}, fmt.Errorf("request %s was replaced by a newer %s request (id %s) before it was carried out", req.ID, cur.Kind, cur.ID)
-		case cur.Done:
-			return *cur, nil
+		if waiting == 0 {
+			return out, nil
 		}
 		select {
 		case <-ctx.Done():
-			return checkpoint.Request{}, ctx.Err()
+			return nil, ctx.Err()
 		case <-deadline.C:
-			return checkpoint.Request{}, errRequestTimeout
+			return out, nil
 		case <-tick.C:
 		}
 	}
+}
+
+// parkedRequestAll replays or discards (kind) the parked commits of every
+// aggregate of sub: one request per aggregate to the worker holding the
+// subscription, or, for a discard with no worker, directly. confirmed is
+// false for a discard without --yes.
+func parkedRequestAll(ctx context.Context, s *session, cf *checkpointFlags, sub string, kind checkpoint.RequestKind,
+	confirmed, wait bool, timeout time.Duration) error {
+	_, cps, err := cf.open(ctx, s)
+	if err != nil {
+		return err
+	}
+	state, err := subscriptionState(ctx, cf, cps, sub)
+	if err != nil {
+		return err
+	}
+	var aggs []string
+	byAgg := map[string][]checkpoint.Parked{}
+	for p, err := range cps.Parked(ctx, sub, "") {
+		if err != nil {
+			if errors.Is(err, dynamocheckpoint.ErrCorruptItem) {
+				s.warnf("%v", err)
+				continue
+			}
+			return cf.explain(err)
+		}
+		id := p.Commit.AggregateID
+		if byAgg[id] == nil {
+			aggs = append(aggs, id)
+		}
+		byAgg[id] = append(byAgg[id], p)
+	}
+	if len(aggs) == 0 {
+		return fmt.Errorf("nothing parked for subscription %q (eventstore parked list shows what is)", sub)
+	}
+	n := 0
+	for _, ps := range byAgg {
+		n += len(ps)
+	}
+	what := fmt.Sprintf("the %d parked %s of %d %s of subscription %q", n, plural(n, "commit", "commits"),
+		len(aggs), plural(len(aggs), "aggregate", "aggregates"), sub)
+	if !confirmed {
+		var all []checkpoint.Parked
+		for _, id := range aggs {
+			all = append(all, byAgg[id]...)
+		}
+		printParkedCommits(s.stdout, all)
+		return withCode(ExitRefused, fmt.Errorf("not discarded: would discard %s, unhandled; their later commits are then handled as usual. Run again with --all --yes to discard them", what))
+	}
+	held, isHeld := holder(state)
+	if kind == checkpoint.RequestDiscard && !isHeld {
+		for _, id := range aggs {
+			ps := byAgg[id]
+			one := fmt.Sprintf("%d parked %s (%s)", len(ps), plural(len(ps), "commit", "commits"), versionRange(ps))
+			if err := discardDirectly(ctx, s, cf, cps, ps, fmt.Sprintf("aggregate %q of subscription %q", id, sub), one); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(s.stdout, "discarded %s; it has nothing parked any more\n", what)
+		return nil
+	}
+	reqs := make([]checkpoint.Request, 0, len(aggs))
+	for _, id := range aggs {
+		req, err := cps.Request(ctx, checkpoint.Request{Subscription: sub, AggregateID: id, Kind: kind})
+		if err != nil {
+			return fmt.Errorf("%s of %s: requested for %d of the %d aggregates, then: %w", kind, what, len(reqs), len(aggs), cf.explain(err))
+		}
+		reqs = append(reqs, req)
+	}
+	if isHeld {
+		s.warnf("parked %s --all: %s of %s requested (one request per aggregate); worker %q, which holds the subscription, carries each out in the aggregate's turn",
+			kind, kind, what, held.Owner)
+	} else {
+		s.warnf("parked %s --all: %s of %s requested (one request per aggregate); no worker runs subscription %q now: the %s runs when a worker starts it",
+			kind, kind, what, sub, kind)
+	}
+	if !wait {
+		return nil
+	}
+	outcomes, err := waitRequests(ctx, cps, sub, reqs, timeout)
+	switch {
+	case ctx.Err() != nil:
+		s.warnf("parked %s --all: stopped waiting: the requests not done stay pending and are carried out when a worker runs subscription %q", kind, sub)
+		return ctx.Err()
+	case err != nil:
+		return cf.explain(err)
+	}
+	handled, done := 0, 0
+	var failures []string
+	pending := 0
+	for i, o := range outcomes {
+		id := reqs[i].AggregateID
+		switch {
+		case errors.Is(o.err, errRequestTimeout):
+			pending++
+		case o.err != nil:
+			failures = append(failures, fmt.Sprintf("%q: %v", id, o.err))
+		case o.req.Result != "":
+			handled += o.req.Handled
+			failures = append(failures, fmt.Sprintf("%q: failed after %d: %s", id, o.req.Handled, firstLine(o.req.Result, 200)))
+		default:
+			handled += o.req.Handled
+			done++
+		}
+	}
+	left := 0
+	for _, err := range cps.Parked(ctx, sub, "") {
+		if err == nil {
+			left++
+		}
+	}
+	verb := "replayed"
+	if kind == checkpoint.RequestDiscard {
+		verb = "discarded"
+	}
+	fmt.Fprintf(s.stdout, "%s %d %s of %d of the %d %s of subscription %q; %d %s parked now\n", verb, handled, plural(handled, "commit", "commits"),
+		done, len(aggs), plural(len(aggs), "aggregate", "aggregates"), sub, left, plural(left, "commit is", "commits are"))
+	if len(failures) == 0 && pending == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("%s of %d of the %d aggregates of subscription %q did not succeed", kind, len(failures)+pending, len(aggs), sub)
+	if len(failures) > 0 {
+		msg += ": " + strings.Join(failures, "; ")
+	}
+	if pending > 0 {
+		msg += fmt.Sprintf("; %d %s no outcome within %v: %s pending and carried out when a worker runs the subscription",
+			pending, plural(pending, "request has", "requests have"), timeout, plural(pending, "it stays", "they stay"))
+	}
+	return errors.New(msg)
 }
 
 // discardDirectly unparks each commit of parked, with no worker to race,
