@@ -428,15 +428,14 @@ func TestWorkerDaemonDeliversToWebhook(t *testing.T) {
 }
 
 // TestWorkerDaemonWebhookOutage makes the receiver fail for a while (5xx
-// answers, requests that hang past the webhook timeout, refused
-// connections) while commits are appended: delivery is delayed, nothing is
-// lost or parked, and order holds.
+// answers, requests that hang, refused connections) while commits are
+// appended, with the daemon's default retry settings: delivery is
+// delayed, nothing is lost or parked, and order holds.
 func TestWorkerDaemonWebhookOutage(t *testing.T) {
 	t.Parallel()
 	d := newDaemonEnv(t, buildBinary(t))
 	recv := newReceiver(t, "s3cret-for-tests")
-	w := d.startWorker("--subscription", "flaky", "--handler", "webhook", "--webhook-url", recv.url(),
-		"--webhook-timeout", "300ms", "--max-attempts", "1000")
+	w := d.startWorker("--subscription", "flaky", "--handler", "webhook", "--webhook-url", recv.url())
 
 	d.appendCommits(10, 4)
 	recv.waitFor(t, 10, 60*time.Second, w.logs)
@@ -463,6 +462,15 @@ func TestWorkerDaemonWebhookOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Errorf("commit parked during the outage: %s v%d: %s", p.Commit.AggregateID, p.Commit.Version, p.Reason)
+	}
+	if n := w.metric(t, "eventstore_subscription_parked_commits", "flaky"); n != 0 {
+		t.Errorf("parked_commits gauge %v after the outage; want 0", n)
+	}
+	if n := w.metric(t, "eventstore_subscription_circuit_openings_total", "flaky"); n == 0 {
+		t.Error("the outage never opened the circuit")
+	}
+	if n := w.metric(t, "eventstore_subscription_circuit_open", "flaky"); n != 0 {
+		t.Errorf("circuit_open %v after the outage; want 0", n)
 	}
 	w.stop(t)
 }
