@@ -25,9 +25,13 @@
 //     with no gap, one at a time. Different aggregates are handled
 //     concurrently (Subscription.Concurrency).
 //   - No silent skip: a commit that arrives late is delivered late (and
-//     counted); one that cannot be handled is retried, then parked, stopped
-//     on or skipped per the Policy, always counted and logged; an item that
-//     is not a commit is reported and passed over.
+//     counted); one whose handler fails transiently (its receiver is down)
+//     is retried until it passes its maximum record age
+//     (RetryPolicy.MaxRecordAge, 6 hours), with a circuit breaker that backs
+//     the subscription off as a whole; one that fails permanently, or past
+//     that age, is parked, stopped on or skipped per the Policy, always
+//     counted and logged; an item that is not a commit is reported and
+//     passed over.
 //   - The checkpoint never passes a commit not handled, with handlers
 //     running in parallel.
 //   - Bounded memory: at most Subscription.MaxInFlight commits are read and
@@ -46,8 +50,9 @@
 //
 // # Parked commits
 //
-// A commit that still fails after its retries is parked (PolicyPark, the
-// default) in Config.Parking, with every later commit of its aggregate, so
+// A commit that failed permanently, or transiently past its maximum
+// record age (see RetryPolicy and docs/delivery.md), is parked
+// (PolicyPark, the default) in Config.Parking, with every later commit of its aggregate, so
 // that the aggregate's order holds while the others go on. Worker.Replay
 // hands an aggregate's parked commits to the handler again, in order;
 // Worker.Discard drops them. Both run in the aggregate's turn. An operator
@@ -78,8 +83,9 @@
 //
 // A Handler takes one commit, a BatchHandler consecutive commits of one
 // aggregate. Middleware wrap Handlers, the first outermost. Handlers steer
-// the worker with Skip and RetryAfter; a BatchError says how far a batch
-// got. A panic is an error.
+// the worker with Skip, Permanent, Transient and RetryAfter (Classify
+// tells how an error is taken); a BatchError says how far a batch got. A
+// panic is a transient error.
 //
 // # Observability
 //

@@ -334,7 +334,11 @@ func (o *outageRun) checkNothingParked(outage time.Duration, p subscribe.RetryPo
 	if n := o.callsOpen.Load(); n > bound {
 		t.Errorf("%d handler calls with the circuit open during an outage of %v; want at most %d", n, outage, bound)
 	}
-	t.Logf("outage %v: %d handler calls in all, %d with the circuit open (bound %d), 0 parked", outage, o.calls.Load(), o.callsOpen.Load(), bound)
+	o.appendMu.Lock()
+	appended := o.appended
+	o.appendMu.Unlock()
+	t.Logf("outage %v: %d commits appended to 10 aggregates, all received in order; %d handler calls in all, %d with the circuit open (bound %d); %d parked",
+		outage, appended, o.calls.Load(), o.callsOpen.Load(), bound, len(o.parked()))
 }
 
 // TestReceiverOutageOf30sParksNothing stops the webhook's receiver for
