@@ -73,20 +73,21 @@ func runMem(t *testing.T, m *memCommits, cps *memcheckpoint.Mem, clock func() ti
 	if err := w.Register(s); err != nil {
 		t.Fatal(err)
 	}
+	return w, runUntilStopped(t, w)
+}
+
+// runUntilStopped runs w until the test ends or the function it returns,
+// which returns Run's error, is called.
+func runUntilStopped(t *testing.T, w *Worker) func() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			runErr = <-done
-		})
-		return runErr
-	}
+	stop := sync.OnceValue(func() error {
+		cancel()
+		return <-done
+	})
 	t.Cleanup(func() { _ = stop() })
-	return w, stop
+	return stop
 }
 
 func parkedIn(t *testing.T, cps *memcheckpoint.Mem, sub string) []checkpoint.Parked {

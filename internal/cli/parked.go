@@ -299,6 +299,20 @@ func subscriptionState(ctx context.Context, cf *checkpointFlags, cps *dynamochec
 	return out, nil
 }
 
+// openSubscription opens the checkpoint table and returns it with sub's
+// checkpoints, or an error when sub has none (see subscriptionState).
+func openSubscription(ctx context.Context, s *session, cf *checkpointFlags, sub string) (*dynamocheckpoint.Store, []checkpoint.Checkpoint, error) {
+	_, cps, err := cf.open(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	state, err := subscriptionState(ctx, cf, cps, sub)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cps, state, nil
+}
+
 // holder returns the checkpoint of cps whose owner is set, if any.
 func holder(cps []checkpoint.Checkpoint) (checkpoint.Checkpoint, bool) {
 	for _, cp := range cps {
@@ -429,11 +443,7 @@ func addWaitFlags(fs *flag.FlagSet) (wait *bool, timeout *time.Duration) {
 // with no worker, directly. confirmed is false for a discard without --yes.
 func parkedRequest(ctx context.Context, s *session, cf *checkpointFlags, sub, agg string, kind checkpoint.RequestKind,
 	confirmed, wait bool, timeout time.Duration) error {
-	_, cps, err := cf.open(ctx, s)
-	if err != nil {
-		return err
-	}
-	state, err := subscriptionState(ctx, cf, cps, sub)
+	cps, state, err := openSubscription(ctx, s, cf, sub)
 	if err != nil {
 		return err
 	}
@@ -598,11 +608,7 @@ func waitRequests(ctx context.Context, cps *dynamocheckpoint.Store, sub string, 
 // false for a discard without --yes.
 func parkedRequestAll(ctx context.Context, s *session, cf *checkpointFlags, sub string, kind checkpoint.RequestKind,
 	confirmed, wait bool, timeout time.Duration) error {
-	_, cps, err := cf.open(ctx, s)
-	if err != nil {
-		return err
-	}
-	state, err := subscriptionState(ctx, cf, cps, sub)
+	cps, state, err := openSubscription(ctx, s, cf, sub)
 	if err != nil {
 		return err
 	}
