@@ -484,11 +484,14 @@ func (r *subRunner) call(ctx context.Context, commits []Commit, deadlines []time
 		}
 		attempts++
 		n, err := r.once(ctx, commits[handled:])
-		class := Classify(err)
+		class := FailureTransient
 		var after time.Duration
-		var ra *retryAfterError
-		if errors.As(err, &ra) {
-			after = ra.after
+		if err != nil {
+			class = Classify(err)
+			var ra *retryAfterError
+			if errors.As(err, &ra) {
+				after = ra.after
+			}
 		}
 		switch {
 		case err == nil || n > 0 || class != FailureTransient:
