@@ -272,7 +272,7 @@ func TestConfigRetrySettings(t *testing.T) {
 		})
 	}
 	// A webhook's own timeout raises the handler's unless it is given.
-	hook := []string{"--subscription", "s", "--handler", "webhook", "--webhook-url", "http://h/hook", "--webhook-timeout", "40s"}
+	hook := []string{"--subscription", "s", "--handler", "webhook", "--webhook-url", "https://h/hook", "--webhook-timeout", "40s"}
 	p, err := resolveArgs(t, hook, nil, "", Options{})
 	if err != nil {
 		t.Fatal(err)

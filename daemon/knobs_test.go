@@ -66,7 +66,14 @@ var knobCases = []knobCase{
 	{flag: "settle", value: "-1s", json: `"-1s"`, shown: "-1s", want: "want 0 (the default) or a positive duration"},
 	{flag: "overlap", value: "-1s", json: `"-1s"`, shown: "-1s", want: "want 0 (the default) or a positive duration"},
 	{flag: "stream-margin", value: "-1s", json: `"-1s"`, shown: "-1s", want: "want 0 (the default) or a positive duration"},
-	{flag: "max-attempts", value: "0", json: `0`, shown: "0", want: "want 1 or more"},
+	{flag: "max-record-age", value: "0s", json: `"0s"`, shown: "0s", want: "want a positive duration"},
+	{flag: "max-attempts", value: "-1", json: `-1`, shown: "-1", want: "want 0 (no limit) or more"},
+	{flag: "max-elapsed", value: "-1s", json: `"-1s"`, shown: "-1s", want: "want 0 (no limit) or a positive duration"},
+	{flag: "backoff-initial", value: "0s", json: `"0s"`, shown: "0s", want: "want a positive duration"},
+	{flag: "backoff-max", value: "0s", json: `"0s"`, shown: "0s", want: "want a positive duration"},
+	{flag: "handler-timeout", value: "0s", json: `"0s"`, shown: "0s", want: "want a positive duration"},
+	{flag: "circuit-open-after", value: "0", json: `0`, shown: "0", want: "want 1 or more, or -1 (never open)"},
+	{flag: "circuit-open-after", value: "-2", json: `-2`, shown: "-2", want: "want 1 or more, or -1 (never open)"},
 }
 
 // knobsElsewhere are settings this table leaves to other tests, and why.
