@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -44,7 +45,7 @@ func (s *Store) Append(ctx context.Context, c Commit) (Commit, error) {
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) {
 			if tok, _ := stringAttr(ccf.Item, AttrCommitToken); tok == token {
-				return decode(ccf.Item) // our own earlier attempt
+				return decode(ccf.Item, time.Time{}) // our own earlier attempt
 			}
 			return Commit{}, conflict(c, -1, ccf.Item)
 		}
@@ -56,7 +57,7 @@ func (s *Store) Append(ctx context.Context, c Commit) (Commit, error) {
 
 func conflict(c Commit, index int, existing map[string]types.AttributeValue) error {
 	e := &VersionConflictError{AggregateID: c.AggregateID, Version: c.Version, Index: index}
-	if old, err := decode(existing); err == nil {
+	if old, err := decode(existing, time.Time{}); err == nil {
 		e.Existing = &old
 	}
 	return e

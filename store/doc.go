@@ -19,12 +19,15 @@
 //     SDK retried is recognised by its commit token and succeeds.
 //   - AppendAll writes up to 100 commits atomically with TransactWriteItems
 //     and names the commit that conflicted.
-//   - Invalid input (empty aggregate id, negative version, no events, events
-//     that are not a JSON array, an item over 400 KB) is rejected with an
-//     *InvalidCommitError before anything is written.
+//   - Invalid input (empty aggregate id, negative version or one above
+//     MaxVersion, 2^53−1, no events, events that are not a JSON array, an
+//     item over 400 KB) is rejected with an *InvalidCommitError before
+//     anything is written.
 //   - Query and Scan read every page; they are iterators that hold about one
-//     page at a time. Items that do not decode are reported as a
-//     *DecodeError naming their key, never skipped silently.
+//     page at a time. Items that are not well-formed commits of their key
+//     (DecodeItemAt says which are not) are reported as a *DecodeError
+//     naming their key and its Kind, never skipped silently (see
+//     docs/items.md).
 //   - Commit ids from one Store never go backwards, even when the clock does.
 //
 // # Events text and JavaScript readers

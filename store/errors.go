@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dynamodb-event-store/eventstore/internal/ddbtable"
 )
@@ -30,6 +31,8 @@ var (
 	ErrAggregateIDNotUTF8 = errors.New("aggregate id is not valid UTF-8")
 	// ErrNegativeVersion: the version is below zero.
 	ErrNegativeVersion = errors.New("negative version")
+	// ErrVersionTooLarge: the version is above MaxVersion.
+	ErrVersionTooLarge = errors.New("version too large")
 	// ErrNoEvents: the events are missing or an empty JSON array.
 	ErrNoEvents = errors.New("no events")
 	// ErrEventsNotJSON: the events are not a valid JSON array.
@@ -117,7 +120,7 @@ func (e *VersionConflictError) Is(target error) bool { return target == ErrVersi
 
 // InvalidCommitError reports a commit rejected before any write. It matches
 // ErrInvalidCommit and its Reason (ErrEmptyAggregateID, ErrNegativeVersion,
-// ErrNoEvents, ErrEventsNotJSON, ErrItemTooLarge, …).
+// ErrVersionTooLarge, ErrNoEvents, ErrEventsNotJSON, ErrItemTooLarge, …).
 type InvalidCommitError struct {
 	// Index is the commit's position in the AppendAll call, or -1 for Append.
 	Index       int
@@ -151,9 +154,56 @@ func (e *InvalidCommitError) Error() string {
 // Unwrap returns ErrInvalidCommit and the Reason.
 func (e *InvalidCommitError) Unwrap() []error { return []error{ErrInvalidCommit, e.Reason} }
 
+// MaxVersion is the largest version a commit may have: 2^53−1, the largest
+// integer the original package (JavaScript, whose numbers are doubles) reads
+// exactly. Append and AppendAll refuse a larger one (ErrVersionTooLarge);
+// reads report an item with one as corrupt (KindBadVersion).
+const MaxVersion = 1<<53 - 1
+
+// MaxCommitIDAhead is how far a commit id's time may lie after the reader's
+// clock: further is KindFutureCommitID. Writers' clocks differ by
+// milliseconds under NTP; an hour allows for a badly set clock without
+// letting one a year ahead pass (a subscription's index source would hold
+// such a commit back until its time).
+const MaxCommitIDAhead = time.Hour
+
+// CorruptKind says why an item is not a well-formed commit (DecodeError.Kind).
+// Its values are stable: they label metrics and logs (see docs/items.md).
+type CorruptKind string
+
+// The kinds of corrupt items.
+const (
+	// KindBadAggregateID: aggregateId is missing or not a non-empty string
+	// (only an item not read from the table can lack its key).
+	KindBadAggregateID CorruptKind = "bad-aggregate-id"
+	// KindBadVersion: version is not an integer from 0 to MaxVersion.
+	KindBadVersion CorruptKind = "bad-version"
+	// KindMissingCommitID: commitId is missing or not a non-empty string.
+	// Such an item is not in the commit-order index.
+	KindMissingCommitID CorruptKind = "missing-commit-id"
+	// KindMalformedCommitID: commitId is not YYYYMMDDHHmmssSSS:aggregateId
+	// with a valid UTC time.
+	KindMalformedCommitID CorruptKind = "malformed-commit-id"
+	// KindForeignCommitID: commitId names another aggregate than the item's.
+	KindForeignCommitID CorruptKind = "foreign-commit-id"
+	// KindFutureCommitID: commitId's time lies more than MaxCommitIDAhead
+	// after the reader's clock.
+	KindFutureCommitID CorruptKind = "future-commit-id"
+	// KindBadCommittedAt: committedAt is missing or not an integer.
+	KindBadCommittedAt CorruptKind = "bad-committed-at"
+	// KindEventsNotArray: events is missing, not a string, or not a JSON
+	// array.
+	KindEventsNotArray CorruptKind = "events-not-array"
+)
+
+// CorruptKinds lists every CorruptKind, in the order DecodeItemAt checks
+// them.
+var CorruptKinds = []CorruptKind{KindBadAggregateID, KindBadVersion, KindMissingCommitID, KindMalformedCommitID,
+	KindForeignCommitID, KindFutureCommitID, KindBadCommittedAt, KindEventsNotArray}
+
 // DecodeError reports an item in the table that is not a well-formed commit,
 // for example one written by another program or with corrupt JSON events. It
-// names the item by its key. It matches ErrCorruptCommit.
+// names the item by its key and says why (Kind). It matches ErrCorruptCommit.
 type DecodeError struct {
 	// AggregateID and Version are the item's table key as stored (Version
 	// in DynamoDB's number notation); CommitID is its index key, if read
@@ -163,12 +213,19 @@ type DecodeError struct {
 	CommitID    string
 	// Attribute names the attribute that failed to decode.
 	Attribute string
-	Err       error
+	// Kind says why the item is not a well-formed commit.
+	Kind CorruptKind
+	Err  error
+	// Commit holds what could be read of the item, each attribute as
+	// stored (Events as the string it is, JSON or not; Version only when it
+	// is an integer of int64's range, else 0): what a subscription parks of
+	// it.
+	Commit Commit
 }
 
 func (e *DecodeError) Error() string {
-	return fmt.Sprintf("store: corrupt commit aggregateId=%q version=%s commitId=%q: attribute %q: %v",
-		e.AggregateID, e.Version, e.CommitID, e.Attribute, e.Err)
+	return fmt.Sprintf("store: corrupt commit (%s) aggregateId=%q version=%s commitId=%q: attribute %q: %v",
+		e.Kind, e.AggregateID, e.Version, e.CommitID, e.Attribute, e.Err)
 }
 
 // Unwrap returns ErrCorruptCommit and the underlying cause.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -27,6 +28,8 @@ func validate(c Commit, index int) error {
 		return bad(ErrAggregateIDNotUTF8, "")
 	case c.Version < 0:
 		return bad(ErrNegativeVersion, "")
+	case c.Version > MaxVersion:
+		return bad(ErrVersionTooLarge, fmt.Sprintf("%d is above %d (2^53-1), the largest version JavaScript readers read exactly", c.Version, MaxVersion))
 	}
 	if err := checkEvents(c.Events); err != nil {
 		if errors.Is(err, ErrNoEvents) {
@@ -121,46 +124,75 @@ func numberAttr(item map[string]types.AttributeValue, name string) (string, bool
 }
 
 // DecodeItem turns a commits-table item (as GetItem, Query or a stream
-// record's NEW_IMAGE carries it) into a Commit. An item that is not a
-// well-formed commit returns a *DecodeError naming its key (ErrCorruptCommit).
-func DecodeItem(item map[string]types.AttributeValue) (Commit, error) { return decode(item) }
+// record's NEW_IMAGE carries it) into a Commit, judging its commit id's time
+// against time.Now (see DecodeItemAt).
+func DecodeItem(item map[string]types.AttributeValue) (Commit, error) {
+	return DecodeItemAt(item, time.Now())
+}
+
+// DecodeItemAt turns a commits-table item into a Commit. It is the one check
+// of what a well-formed commit is, used by Query, Scan and every subscription
+// source: an item that is not one returns a *DecodeError (ErrCorruptCommit)
+// naming its key and its Kind, with what could be read of it in
+// DecodeError.Commit. A commit id whose time lies more than
+// MaxCommitIDAhead after now is corrupt (KindFutureCommitID); a zero now
+// skips that check. See docs/items.md.
+func DecodeItemAt(item map[string]types.AttributeValue, now time.Time) (Commit, error) {
+	return decode(item, now)
+}
 
 // decode turns an item into a Commit, or a *DecodeError naming its key.
-func decode(item map[string]types.AttributeValue) (Commit, error) {
+func decode(item map[string]types.AttributeValue, now time.Time) (Commit, error) {
 	var c Commit
 	aggregateID, _ := stringAttr(item, AttrAggregateID)
 	version, _ := numberAttr(item, AttrVersion)
 	commitID, _ := stringAttr(item, AttrCommitID)
-	fail := func(attr string, err error) (Commit, error) {
-		return Commit{}, &DecodeError{AggregateID: aggregateID, Version: version, CommitID: commitID, Attribute: attr, Err: err}
+	c.AggregateID, c.CommitID = aggregateID, commitID
+	if v, err := strconv.ParseInt(version, 10, 64); err == nil {
+		c.Version = v
+	}
+	if at, ok := numberAttr(item, AttrCommittedAt); ok {
+		c.CommittedAt, _ = strconv.ParseInt(at, 10, 64)
+	}
+	events, eventsOK := stringAttr(item, AttrEvents)
+	if eventsOK {
+		c.Events = json.RawMessage(events)
+	}
+	fail := func(kind CorruptKind, attr string, err error) (Commit, error) {
+		return Commit{}, &DecodeError{AggregateID: aggregateID, Version: version, CommitID: commitID, Attribute: attr, Kind: kind, Err: err, Commit: c}
 	}
 	if aggregateID == "" {
-		return fail(AttrAggregateID, errors.New("missing or not a non-empty string"))
+		return fail(KindBadAggregateID, AttrAggregateID, errors.New("missing or not a non-empty string"))
 	}
-	c.AggregateID = aggregateID
-	v, err := strconv.ParseInt(version, 10, 64)
-	if err != nil || v < 0 {
-		return fail(AttrVersion, fmt.Errorf("%q is not a non-negative integer", version))
+	if v, err := strconv.ParseInt(version, 10, 64); err != nil || v < 0 || v > MaxVersion {
+		return fail(KindBadVersion, AttrVersion, fmt.Errorf("%q is not an integer from 0 to %d", version, MaxVersion))
 	}
-	c.Version = v
 	if commitID == "" {
-		return fail(AttrCommitID, errors.New("missing or not a non-empty string"))
+		return fail(KindMissingCommitID, AttrCommitID, errors.New("missing or not a non-empty string"))
 	}
-	c.CommitID = commitID
-	at, ok := numberAttr(item, AttrCommittedAt)
+	at, err := ParseCommitIDTime(commitID)
+	if err != nil || len(commitID) == commitIDLayoutLen || commitID[commitIDLayoutLen] != ':' {
+		return fail(KindMalformedCommitID, AttrCommitID, errors.New("want YYYYMMDDHHmmssSSS:aggregateId"))
+	}
+	if owner := commitID[commitIDLayoutLen+1:]; owner != aggregateID {
+		return fail(KindForeignCommitID, AttrCommitID, fmt.Errorf("names aggregate %q, not the item's own", owner))
+	}
+	if !now.IsZero() && at.Sub(now) > MaxCommitIDAhead {
+		return fail(KindFutureCommitID, AttrCommitID, fmt.Errorf("its time %s is %v after the reader's clock; the bound is %v",
+			at.Format(time.RFC3339Nano), at.Sub(now).Truncate(time.Second), MaxCommitIDAhead))
+	}
+	at2, ok := numberAttr(item, AttrCommittedAt)
 	if !ok {
-		return fail(AttrCommittedAt, errors.New("missing or not a number"))
+		return fail(KindBadCommittedAt, AttrCommittedAt, errors.New("missing or not a number"))
 	}
-	if c.CommittedAt, err = strconv.ParseInt(at, 10, 64); err != nil {
-		return fail(AttrCommittedAt, fmt.Errorf("%q is not an integer", at))
+	if _, err := strconv.ParseInt(at2, 10, 64); err != nil {
+		return fail(KindBadCommittedAt, AttrCommittedAt, fmt.Errorf("%q is not an integer", at2))
 	}
-	events, ok := stringAttr(item, AttrEvents)
-	if !ok {
-		return fail(AttrEvents, errors.New("missing or not a string"))
+	if !eventsOK {
+		return fail(KindEventsNotArray, AttrEvents, errors.New("missing or not a string"))
 	}
-	c.Events = json.RawMessage(events)
 	if err := checkEvents(c.Events); err != nil && !errors.Is(err, ErrNoEvents) {
-		return fail(AttrEvents, err)
+		return fail(KindEventsNotArray, AttrEvents, err)
 	}
 	return c, nil
 }

@@ -79,7 +79,7 @@ func (s *Store) Query(ctx context.Context, aggregateID string, fromVersion int64
 			}
 			s.reportCapacity(OpQuery, page.ConsumedCapacity)
 			for _, item := range page.Items {
-				if !yield(decode(item)) {
+				if !yield(decode(item, s.cfg.Clock())) {
 					return
 				}
 			}
@@ -155,7 +155,7 @@ func (s *Store) Scan(ctx context.Context, after Position, optFns ...func(*ScanOp
 				return
 			}
 			it := next.pop()
-			if !yield(decode(it.item)) {
+			if !yield(decode(it.item, s.cfg.Clock())) {
 				return
 			}
 		}

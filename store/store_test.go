@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -260,6 +261,8 @@ func TestBadInputWritesNothing(t *testing.T) {
 	}{
 		{"empty aggregate id", store.Commit{Events: ok}, store.ErrEmptyAggregateID, "empty aggregate id"},
 		{"negative version", store.Commit{AggregateID: "a", Version: -2, Events: ok}, store.ErrNegativeVersion, "version -2"},
+		{"version 2^53", store.Commit{AggregateID: "a", Version: store.MaxVersion + 1, Events: ok}, store.ErrVersionTooLarge, "9007199254740992 is above 9007199254740991 (2^53-1)"},
+		{"version 2^63-1", store.Commit{AggregateID: "a", Version: math.MaxInt64, Events: ok}, store.ErrVersionTooLarge, "above 9007199254740991"},
 		{"no events", store.Commit{AggregateID: "a", Events: json.RawMessage(`[]`)}, store.ErrNoEvents, "no events"},
 		{"events not JSON", store.Commit{AggregateID: "a", Events: json.RawMessage(`[{"a":1]`)}, store.ErrEventsNotJSON, "not a JSON array"},
 		{"one byte over 400 KB", store.Commit{AggregateID: "big", Events: sized(1)}, store.ErrItemTooLarge, fmt.Sprintf("item is %d bytes, DynamoDB's limit is %d", store.MaxItemBytes+1, store.MaxItemBytes)},

@@ -370,3 +370,96 @@ func TestAppendAllRecognisesItsOwnEarlierAttempt(t *testing.T) {
 		}
 	})
 }
+
+// TestDecodeKinds: every way an item can fail to be a well-formed commit of
+// its key is told by its Kind, names the key, and keeps what was read; the
+// largest version and a commit id up to MaxCommitIDAhead ahead pass.
+func TestDecodeKinds(t *testing.T) {
+	now := time.Date(2026, 12, 8, 1, 0, 0, 0, time.UTC)
+	good := func() map[string]types.AttributeValue {
+		return encode(Commit{CommitID: FormatCommitID(now.UnixMilli(), "agg"), CommittedAt: now.UnixMilli(), AggregateID: "agg", Version: 7, Events: json.RawMessage(`[1]`)}, "t", "tok")
+	}
+	with := func(attr string, v types.AttributeValue) map[string]types.AttributeValue {
+		item := good()
+		if v == nil {
+			delete(item, attr)
+		} else {
+			item[attr] = v
+		}
+		return item
+	}
+	s := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+	n := func(v string) types.AttributeValue { return &types.AttributeValueMemberN{Value: v} }
+	cases := []struct {
+		name string
+		item map[string]types.AttributeValue
+		want CorruptKind // "" means it decodes
+	}{
+		{"well formed", good(), ""},
+		{"largest version", with(AttrVersion, n("9007199254740991")), ""},
+		{"commit id just within the bound", with(AttrCommitID, s(FormatCommitID(now.Add(MaxCommitIDAhead).UnixMilli(), "agg"))), ""},
+		{"aggregate id whose commit id holds a colon", func() map[string]types.AttributeValue {
+			item := with(AttrAggregateID, s("a:b"))
+			item[AttrCommitID] = s(FormatCommitID(now.UnixMilli(), "a:b"))
+			return item
+		}(), ""},
+		{"no aggregate id", with(AttrAggregateID, nil), KindBadAggregateID},
+		{"version 2^53", with(AttrVersion, n("9007199254740992")), KindBadVersion},
+		{"version 2^63-1", with(AttrVersion, n("9223372036854775807")), KindBadVersion},
+		{"version beyond int64", with(AttrVersion, n("1e30")), KindBadVersion},
+		{"negative version", with(AttrVersion, n("-1")), KindBadVersion},
+		{"decimal version", with(AttrVersion, n("1.5")), KindBadVersion},
+		{"no commit id", with(AttrCommitID, nil), KindMissingCommitID},
+		{"empty commit id", with(AttrCommitID, s("")), KindMissingCommitID},
+		{"commit id a number", with(AttrCommitID, n("1")), KindMissingCommitID},
+		{"garbage commit id", with(AttrCommitID, s("garbage:agg")), KindMalformedCommitID},
+		{"commit id without aggregate", with(AttrCommitID, s("20261208010000000")), KindMalformedCommitID},
+		{"commit id without colon", with(AttrCommitID, s("20261208010000000agg")), KindMalformedCommitID},
+		{"commit id month 13", with(AttrCommitID, s("20261308010000000:agg")), KindMalformedCommitID},
+		{"commit id of another aggregate", with(AttrCommitID, s("20261208010000000:someone-else")), KindForeignCommitID},
+		{"commit id with empty aggregate", with(AttrCommitID, s("20261208010000000:")), KindForeignCommitID},
+		{"commit id past the bound", with(AttrCommitID, s(FormatCommitID(now.Add(MaxCommitIDAhead+time.Second).UnixMilli(), "agg"))), KindFutureCommitID},
+		{"commit id a year ahead", with(AttrCommitID, s(FormatCommitID(now.AddDate(1, 0, 0).UnixMilli(), "agg"))), KindFutureCommitID},
+		{"no committedAt", with(AttrCommittedAt, nil), KindBadCommittedAt},
+		{"no events", with(AttrEvents, nil), KindEventsNotArray},
+		{"events a number", with(AttrEvents, n("1")), KindEventsNotArray},
+		{"events an object", with(AttrEvents, s(`{"a":1}`)), KindEventsNotArray},
+		{"events not JSON", with(AttrEvents, s(`[1,`)), KindEventsNotArray},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := DecodeItemAt(tc.item, now)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("DecodeItemAt: %v", err)
+				}
+				return
+			}
+			var de *DecodeError
+			if !errors.As(err, &de) || !errors.Is(err, ErrCorruptCommit) || de.Kind != tc.want {
+				t.Fatalf("DecodeItemAt = %v, %v; want a *DecodeError of kind %s", c, err, tc.want)
+			}
+			if !strings.Contains(err.Error(), string(tc.want)) {
+				t.Fatalf("%q does not name the kind %s", err, tc.want)
+			}
+			if tc.want != KindBadAggregateID && (de.AggregateID != de.Commit.AggregateID || de.Commit.AggregateID == "") {
+				t.Fatalf("the error keeps aggregate %q, want the item's", de.Commit.AggregateID)
+			}
+			if tc.want != KindBadVersion && de.Commit.Version != 7 {
+				t.Fatalf("the error keeps version %d, want 7", de.Commit.Version)
+			}
+			if tc.want != KindEventsNotArray && string(de.Commit.Events) != `[1]` {
+				t.Fatalf("the error keeps events %q, want [1]", de.Commit.Events)
+			}
+		})
+	}
+	// A zero time skips the future check; DecodeItem judges by time.Now.
+	far := with(AttrCommitID, s(FormatCommitID(time.Now().AddDate(1, 0, 0).UnixMilli(), "agg")))
+	if _, err := DecodeItemAt(far, time.Time{}); err != nil {
+		t.Fatalf("DecodeItemAt(zero time) = %v, want no future check", err)
+	}
+	var de *DecodeError
+	if _, err := DecodeItem(far); !errors.As(err, &de) || de.Kind != KindFutureCommitID {
+		t.Fatalf("DecodeItem of a commit id a year ahead = %v, want %s", err, KindFutureCommitID)
+	}
+}
