@@ -309,6 +309,9 @@ func (o LeaseOptions) validate() error {
 	return nil
 }
 
+// DefaultGapTimeout is Subscription.GapTimeout's default.
+const DefaultGapTimeout = 30 * time.Second
+
 // Policy says what happens to a commit whose handler failed permanently,
 // or transiently until its retries ran out (see RetryPolicy).
 type Policy int
@@ -349,6 +352,70 @@ func ParsePolicy(s string) (Policy, error) {
 		}
 	}
 	return 0, fmt.Errorf("%w: policy %q: want park, stop or skip", ErrInvalidConfig, s)
+}
+
+// CorruptPolicy says what a subscription does with an item of the commits
+// table that is not a well-formed commit of its key (a *store.DecodeError,
+// see store.CorruptKind), and with the version after a gap that cannot be
+// filled (a *GapError). Either is first reported: an ERROR log naming the
+// aggregate, the version and the kind, and HookCorrupt or HookGap. See
+// docs/items.md.
+type CorruptPolicy int
+
+const (
+	// CorruptPark (the default) parks the item, as PolicyPark parks a
+	// failed commit: the parked record's reason is the error, which names
+	// the kind ("store: corrupt commit (missing-commit-id) …", or
+	// "subscribe: gap: …"), and every later commit of its aggregate parks
+	// behind it, so that the aggregate's order is never broken; other
+	// aggregates go on. Worker.Replay hands the parked item to the handler
+	// as it was read (across the gap, for a gap); Worker.Discard drops it.
+	// It needs Config.Parking.
+	CorruptPark CorruptPolicy = iota
+	// CorruptSkip goes on with the aggregate's next version: a corrupt item
+	// is not handed to the handler (HookSkipped observes it), the version
+	// after an unfillable gap is handed to it across the gap.
+	CorruptSkip
+)
+
+func (p CorruptPolicy) String() string {
+	switch p {
+	case CorruptPark:
+		return "park"
+	case CorruptSkip:
+		return "skip"
+	}
+	return fmt.Sprintf("CorruptPolicy(%d)", int(p))
+}
+
+// ParseCorruptPolicy parses "park" or "skip".
+func ParseCorruptPolicy(s string) (CorruptPolicy, error) {
+	for _, p := range []CorruptPolicy{CorruptPark, CorruptSkip} {
+		if p.String() == s {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: corrupt policy %q: want park or skip", ErrInvalidConfig, s)
+}
+
+// GapError is the cause given to the Corrupt policy for the version after
+// a gap that cannot be filled: versions From to To−1 of the aggregate were
+// still missing from the table (deleted, or never written) after Waited
+// (Subscription.GapTimeout). With CorruptPark the version To is parked with
+// this error's text as its reason.
+type GapError struct {
+	AggregateID string
+	From, To    int64
+	Waited      time.Duration
+}
+
+func (e *GapError) Error() string {
+	missing := fmt.Sprintf("version %d", e.From)
+	if e.To-e.From > 1 {
+		missing = fmt.Sprintf("versions %d to %d", e.From, e.To-1)
+	}
+	return fmt.Sprintf("subscribe: gap: aggregate %q %s missing from the table after %v; version %d follows the gap",
+		e.AggregateID, missing, e.Waited.Truncate(time.Millisecond), e.To)
 }
 
 // Start says where a subscription with no checkpoint begins.
@@ -642,6 +709,17 @@ type Subscription struct {
 	// Policy applies to a commit that failed permanently, or whose
 	// retries ran out. Default PolicyPark.
 	Policy Policy
+	// Corrupt applies to items of the commits table that are not
+	// well-formed commits, and to the version after a gap that cannot be
+	// filled. Default CorruptPark.
+	Corrupt CorruptPolicy
+	// GapTimeout is how long an aggregate's versions wait behind a version
+	// missing from the table (re-reading the table for it every eighth of
+	// it) before the gap is reported and the version after it handled by
+	// the Corrupt policy. It bounds how long a slow writer may take to
+	// write a version after a later one is written. The stream source
+	// waits StreamOptions.GapWait for the record before. Default 30 s.
+	GapTimeout time.Duration
 	// Retry says how a failing handler is retried.
 	Retry RetryPolicy
 	// Concurrency is how many aggregates are handled at once. One
@@ -684,6 +762,9 @@ func (s Subscription) withDefaults() Subscription {
 	if s.MaxTrackedAggregates == 0 {
 		s.MaxTrackedAggregates = 100_000
 	}
+	if s.GapTimeout == 0 {
+		s.GapTimeout = DefaultGapTimeout
+	}
 	s.Retry = s.Retry.withDefaults()
 	s.Index = s.Index.withDefaults()
 	s.Stream = s.Stream.withDefaults()
@@ -707,6 +788,10 @@ func (s Subscription) validate() error {
 		return bad("Stream.GapWait", "want positive durations", s.Stream.GapWait)
 	case s.Policy < PolicyPark || s.Policy > PolicySkip:
 		return bad("Policy", "want park, stop or skip", s.Policy)
+	case s.Corrupt < CorruptPark || s.Corrupt > CorruptSkip:
+		return bad("Corrupt", "want park or skip", s.Corrupt)
+	case s.GapTimeout < 0:
+		return bad("GapTimeout", "want a positive duration", s.GapTimeout)
 	case s.Concurrency < 1:
 		return bad("Concurrency", "want 1 or more", s.Concurrency)
 	case s.MaxBatch < 1:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
+	"github.com/dynamodb-event-store/eventstore/store"
 )
 
 // dispatcher runs a unit's handlers: one lane per aggregate with commits
@@ -39,6 +40,7 @@ type lane struct {
 type laneItem struct {
 	c      Commit
 	readAt time.Time // when the source gave it, by Config.Clock
+	cause  error     // not a commit to hand to the handler as it is: see emitFunc
 	replay *replayTask
 }
 
@@ -63,14 +65,14 @@ func newDispatcher(r *subRunner, u *unit, parked map[string]bool) *dispatcher {
 }
 
 // submit queues a commit on its aggregate's lane, waiting for room in the
-// read-ahead; it fails only when ctx ends.
-func (d *dispatcher) submit(ctx context.Context, c Commit) error {
+// read-ahead; it fails only when ctx ends. cause: see emitFunc.
+func (d *dispatcher) submit(ctx context.Context, c Commit, cause error) error {
 	select {
 	case d.slots <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	d.enqueue(laneItem{c: c, readAt: d.r.w.cfg.Clock()})
+	d.enqueue(laneItem{c: c, cause: cause, readAt: d.r.w.cfg.Clock()})
 	return nil
 }
 
@@ -152,11 +154,11 @@ func (d *dispatcher) runLane(ctx context.Context, l *lane) bool {
 			return true
 		}
 		var batch []laneItem
-		if l.queue[0].replay != nil {
+		if l.queue[0].replay != nil || l.queue[0].cause != nil {
 			batch = l.queue[:1]
 		} else {
 			n := 1
-			for n < len(l.queue) && n < d.r.maxBatch && l.queue[n].replay == nil {
+			for n < len(l.queue) && n < d.r.maxBatch && l.queue[n].replay == nil && l.queue[n].cause == nil {
 				n++
 			}
 			batch = l.queue[:n]
@@ -180,7 +182,13 @@ func (d *dispatcher) runLane(ctx context.Context, l *lane) bool {
 		for i, it := range batch {
 			commits[i], since[i] = it.c, it.readAt
 		}
-		if left := d.handle(ctx, commits, since, parked); left > 0 {
+		left := 0
+		if cause := batch[0].cause; cause != nil {
+			left = d.handleCorrupt(ctx, batch[0].c, since[0], cause, parked)
+		} else {
+			left = d.handle(ctx, commits, since, parked)
+		}
+		if left > 0 {
 			if ctx.Err() == nil {
 				// The subscription stopped at this aggregate: give up its
 				// lane, and go on with other aggregates' commits in
@@ -271,6 +279,38 @@ func (d *dispatcher) handle(ctx context.Context, commits []Commit, since []time.
 			parked = true
 		}
 	}
+	return 0
+}
+
+// handleCorrupt applies the subscription's Corrupt policy to an item that is
+// not a commit to hand to the handler as it is (cause: a *store.DecodeError,
+// or a *GapError for the version after an unfillable gap), already
+// reported; since is when the source gave it. It returns 1 when the
+// subscription stops or ctx ends first.
+func (d *dispatcher) handleCorrupt(ctx context.Context, c Commit, since time.Time, cause error, parked bool) int {
+	r := d.r
+	var gap *GapError
+	switch {
+	case r.s.Corrupt == CorruptPark:
+		if err := d.park(ctx, c, cause, 0); err != nil {
+			return 1
+		}
+		if c.Version > store.MaxVersion && !parked {
+			// A version outside the aggregate's order holds nothing behind it.
+			d.mu.Lock()
+			delete(d.parked, c.AggregateID)
+			d.mu.Unlock()
+		}
+	case errors.As(cause, &gap):
+		// Skip: the version after the gap is handled across it.
+		return d.handle(ctx, []Commit{c}, []time.Time{since}, parked)
+	default:
+		r.log.Warn("corrupt item skipped", "aggregate", c.AggregateID, "version", c.Version, "commitId", c.CommitID, "err", cause)
+		for _, h := range r.w.hooks.skipped {
+			h.OnSkipped(r.s.Name, c, cause)
+		}
+	}
+	d.ack([]Commit{c})
 	return 0
 }
 

@@ -144,6 +144,7 @@ type hooks struct {
 	lag        []HookLag
 	stopped    []HookStopped
 	corrupt    []HookCorrupt
+	gapFailed  []HookGap
 	ignored    []HookIgnoredRecord
 	request    []HookRequest
 	lease      []HookLease
@@ -190,6 +191,9 @@ func newHooks(hs []any) hooks {
 		if v, ok := x.(HookCorrupt); ok {
 			h.corrupt = append(h.corrupt, v)
 		}
+		if v, ok := x.(HookGap); ok {
+			h.gapFailed = append(h.gapFailed, v)
+		}
 		if v, ok := x.(HookIgnoredRecord); ok {
 			h.ignored = append(h.ignored, v)
 		}
@@ -210,10 +214,21 @@ func newHooks(hs []any) hooks {
 }
 
 // HookCorrupt observes an item in the commits table that is not a
-// well-formed commit (written by another program, or damaged). It is logged
-// and passed over: it cannot be delivered.
+// well-formed commit of its key (written by another program, or damaged);
+// err.Kind says why. It is logged at ERROR and handled by the
+// subscription's Corrupt policy: parked or skipped, never handed to the
+// handler. Each item is reported once per process when its aggregate's
+// order reaches it (see docs/items.md).
 type HookCorrupt interface {
 	OnCorrupt(sub string, err *store.DecodeError)
+}
+
+// HookGap observes a gap that cannot be filled: versions [from, to) of an
+// aggregate were still missing from the table GapTimeout after the gap was
+// found. It is logged at ERROR, and version to is handled by the
+// subscription's Corrupt policy (see GapError).
+type HookGap interface {
+	OnGap(sub, aggregateID string, from, to int64)
 }
 
 // HookIgnoredRecord observes a stream record passed over because it does

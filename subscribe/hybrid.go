@@ -142,7 +142,7 @@ func newHybridSource(w *Worker, s Subscription, saved string, mode hybridMode) (
 	case h.strStart.StreamARN != "":
 		floor = timeFloor(time.UnixMilli(h.strStart.Resume).Add(-s.Stream.Margin))
 	}
-	h.seq = newSequencer(s.Name, w.cfg.Reader, &w.hooks, s.MaxTrackedAggregates, floor)
+	h.seq = newSequencer(w, s, floor)
 	if h.phase == phaseStream {
 		for id, m := range h.strStart.Aggregates {
 			h.seq.known(id, m.Next, store.Position{CommitID: m.LastCommitID, AggregateID: id, Version: m.LastVersion})
@@ -163,13 +163,13 @@ func (h *hybridSource) catchUpFrom(cp streamCheckpoint) indexCheckpoint {
 func (h *hybridSource) out(ctx context.Context, t interface {
 	committer
 	emitted(Commit)
-}) func(Commit) error {
-	return func(c Commit) error {
+}) func(Commit, error) error {
+	return func(c Commit, cause error) error {
 		t.emitted(c)
 		h.omu.Lock()
 		h.origins[c.Position()] = t
 		h.omu.Unlock()
-		return h.emit(ctx, c)
+		return h.emit(ctx, c, cause)
 	}
 }
 
@@ -301,6 +301,7 @@ func (h *hybridSource) run(ctx context.Context, emit emitFunc) error {
 		h.omu.Lock()
 		stopped := h.str
 		h.omu.Unlock()
+		h.dropHeld(stopped)
 		sc := stopped.track.checkpoint()
 		if errors.Is(err, errShardFinished) {
 			return err
@@ -396,11 +397,11 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 	idxCtx, stopIdx := context.WithCancel(ctx)
 	idxDone := make(chan error, 1)
 	go func() {
-		idxDone <- idx.run(idxCtx, func(ctx context.Context, c Commit) error {
+		idxDone <- idx.run(idxCtx, func(ctx context.Context, c Commit, cause error) error {
 			h.omu.Lock()
 			h.origins[c.Position()] = idx.track
 			h.omu.Unlock()
-			return h.emit(ctx, c)
+			return h.emit(ctx, c, cause)
 		})
 	}()
 	stop := func() {
@@ -454,7 +455,9 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 		takeover := h.w.cfg.Clock().Add(h.s.Stream.Margin)
 		h.log.Info("the stream takes over", "subscription", h.s.Name, "stream", arn)
 		tick := time.NewTicker(h.s.Index.PollMin)
-		for !broken && idx.sweptTo.Load() < takeover.UnixMilli() {
+		// Versions the index holds for a gap are let go of before it
+		// stops: within GapTimeout.
+		for !broken && (idx.sweptTo.Load() < takeover.UnixMilli() || h.holding(idx.track) > 0) {
 			select {
 			case <-ctx.Done():
 				tick.Stop()
@@ -485,6 +488,21 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 		h.omu.Unlock()
 		return nil
 	}
+}
+
+// holding returns how many versions owner holds in the sequencer for a gap.
+func (h *hybridSource) holding(owner any) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seq.holding(owner)
+}
+
+// dropHeld forgets the versions a stopped stream source held for a gap:
+// their records were not handled, and are read again.
+func (h *hybridSource) dropHeld(st *streamSource) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seq.dropHeld(st)
 }
 
 // waitStreamARN returns the commits table's current stream ARN, waiting

@@ -3,10 +3,8 @@ package subscribe
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,8 +31,11 @@ type source interface {
 }
 
 // emitFunc hands a commit to the dispatcher; it blocks while the read-ahead
-// is full and fails only when ctx ends.
-type emitFunc func(ctx context.Context, c Commit) error
+// is full and fails only when ctx ends. cause, when not nil, says the item
+// is not a commit to hand to the handler as it is: a *store.DecodeError (c
+// holds what could be read of it) or a *GapError (c follows an unfillable
+// gap); the dispatcher applies the subscription's Corrupt policy to it.
+type emitFunc func(ctx context.Context, c Commit, cause error) error
 
 // indexCheckpoint is the index source's saved position, as JSON.
 type indexCheckpoint struct {
@@ -85,6 +86,7 @@ type indexSource struct {
 
 	fresh, sweep store.Position // cursors, used by run only
 	lastSweep    time.Time      // when the sweep last ran
+	lastProbe    time.Time      // when the index was last read past the future bound
 
 	// lock guards the sequencer when another source shares it (the stream
 	// source while it takes over); nil when the index source has its own.
@@ -124,7 +126,7 @@ func buildIndexSource(w *Worker, s Subscription, start indexCheckpoint, seq *seq
 	// Aggregates handled after the sweep position are known; any other
 	// commit after it was not delivered.
 	if seq == nil {
-		seq = newSequencer(s.Name, w.cfg.Reader, &w.hooks, s.MaxTrackedAggregates, start.Sweep)
+		seq = newSequencer(w, s, start.Sweep)
 	} else {
 		lock.Lock()
 		seq.floor = start.Sweep
@@ -180,12 +182,12 @@ func (s *indexSource) lag(now time.Time) (int, time.Duration) {
 func (s *indexSource) done(c Commit) { s.track.handled(c) }
 
 func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
-	out := func(c Commit) error {
+	out := sink{owner: s.track, hold: s.track.hold, emit: func(c Commit, cause error) error {
 		// A commit that could not be dispatched (the worker is stopping)
 		// stays in the tracker as not handled, so the checkpoint keeps it.
 		s.track.emitted(c)
-		return emit(ctx, c)
-	}
+		return emit(ctx, c, cause)
+	}}
 	for len(s.pending) > 0 {
 		if err := s.deliverPending(ctx, out); err != nil {
 			if ctx.Err() != nil {
@@ -241,27 +243,36 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 // offer passes c to the sequencer, under the shared lock if there is one.
 // While the index catches up for the stream, both read the same commits on
 // purpose: what one delivered, the other drops quietly.
-func (s *indexSource) offer(ctx context.Context, c Commit, reread bool, out func(Commit) error) (bool, error) {
+func (s *indexSource) offer(ctx context.Context, it seqItem, reread bool, out sink) (bool, error) {
 	if s.lock != nil {
 		s.lock.Lock()
 		defer s.lock.Unlock()
 		reread = true
 	}
-	return s.seq.offer(ctx, c, reread, out)
+	return s.seq.offer(ctx, it, reread, out)
+}
+
+// recheck reads the table again for the gaps the sequencer holds versions
+// behind, and handles those past GapTimeout.
+func (s *indexSource) recheck(ctx context.Context, out sink) error {
+	if s.lock != nil {
+		s.lock.Lock()
+		defer s.lock.Unlock()
+	}
+	return s.seq.recheck(ctx, false, out)
 }
 
 // deliverPending reads the late commits a checkpoint listed and emits them.
-func (s *indexSource) deliverPending(ctx context.Context, out func(Commit) error) error {
+func (s *indexSource) deliverPending(ctx context.Context, out sink) error {
 	for len(s.pending) > 0 {
 		p := s.pending[0]
-		for c, err := range s.reader.Query(ctx, p.AggregateID, max(p.Version, 0), func(o *store.QueryOptions) { o.ToVersion = max(p.Version, 0) + 1 }) {
-			if errors.Is(err, store.ErrCorruptCommit) {
-				continue // reported when the source read it
-			}
-			if err != nil {
+		v := min(max(p.Version, 0), store.MaxVersion)
+		for c, err := range s.reader.Query(ctx, p.AggregateID, v, func(o *store.QueryOptions) { o.ToVersion = v + 1 }) {
+			it, ok := readItem(c, err)
+			if !ok {
 				return err
 			}
-			if _, err := s.offer(ctx, c, false, out); err != nil {
+			if _, err := s.offer(ctx, it, false, out); err != nil {
 				return err
 			}
 		}
@@ -272,7 +283,7 @@ func (s *indexSource) deliverPending(ctx context.Context, out func(Commit) error
 
 // poll reads fresh commits up to the watermark, then sweeps behind it. It
 // returns how many fresh commits it read.
-func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) error) (int, error) {
+func (s *indexSource) poll(ctx context.Context, now time.Time, out sink) (int, error) {
 	watermark := commitIDPrefix(now.Add(-s.opts.Settle))
 	// A commit already older than the sweep's window when this read finds
 	// it would be found by the sweep only if it were visible now, and then
@@ -283,21 +294,17 @@ func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) 
 	old := now.Add(-s.opts.Settle - s.opts.Overlap).UnixMilli()
 	n := 0
 	for c, err := range s.reader.Scan(ctx, s.fresh, s.scanOpts(watermark)) {
-		if err != nil {
-			if p, ok := s.corrupt(err); ok {
-				s.fresh = p
-				s.track.advance(p)
-				continue
-			}
+		it, ok := readItem(c, err)
+		if !ok {
 			return n, err
 		}
-		if _, err := s.offer(ctx, c, false, out); err != nil {
+		if _, err := s.offer(ctx, it, false, out); err != nil {
 			return n, err
 		}
 		n++
-		s.fresh = c.Position()
+		s.fresh = it.c.Position()
 		s.track.advance(s.fresh)
-		if sweepAlong = sweepAlong && c.CommittedAt < old; sweepAlong {
+		if sweepAlong = sweepAlong && it.c.CommittedAt < old; sweepAlong {
 			s.sweep = s.fresh
 			s.track.swept(s.sweep)
 		}
@@ -316,6 +323,15 @@ func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) 
 		s.lastSweep = now
 		s.sweptTo.Store(now.Add(-s.opts.Settle - s.opts.Overlap).UnixMilli())
 	}
+	if now.Sub(s.lastProbe) >= futureProbeEvery(s.opts) {
+		if err := s.probe(ctx, now, out); err != nil {
+			return n, err
+		}
+		s.lastProbe = now
+	}
+	if err := s.recheck(ctx, out); err != nil {
+		return n, err
+	}
 	if s.lock != nil {
 		s.lock.Lock()
 		defer s.lock.Unlock()
@@ -326,32 +342,25 @@ func (s *indexSource) poll(ctx context.Context, now time.Time, out func(Commit) 
 
 // sweepOnce re-reads from the sweep cursor up to Overlap behind the
 // watermark, never past the fresh cursor, delivering what was not seen.
-func (s *indexSource) sweepOnce(ctx context.Context, now time.Time, out func(Commit) error) error {
+func (s *indexSource) sweepOnce(ctx context.Context, now time.Time, out sink) error {
 	bound := commitIDPrefix(now.Add(-s.opts.Settle - s.opts.Overlap))
 	if bound <= s.sweep.CommitID {
 		return nil
 	}
 	for c, err := range s.reader.Scan(ctx, s.sweep, s.scanOpts(bound)) {
-		if err != nil {
-			p, _, ok := corruptPosition(err)
-			switch {
-			case !ok:
-				return err
-			case p.Compare(s.fresh) > 0:
-				return nil
-			}
-			s.sweep = p // reported when the fresh cursor read it
-			s.track.swept(p)
-			continue
+		it, ok := readItem(c, err)
+		if !ok {
+			return err
 		}
+		c = it.c
 		if c.Position().Compare(s.fresh) > 0 {
 			return nil // the fresh cursor has not read this far
 		}
-		delivered, err := s.offer(ctx, c, true, out)
+		delivered, err := s.offer(ctx, it, true, out)
 		if err != nil {
 			return err
 		}
-		if delivered {
+		if delivered && it.cause == nil {
 			s.log.Info("late arrival delivered", "subscription", s.sub, "aggregate", c.AggregateID, "version", c.Version, "commitId", c.CommitID)
 			for _, h := range s.hooks.late {
 				h.OnLateArrival(s.sub, c)
@@ -370,32 +379,31 @@ func (s *indexSource) scanOpts(before string) func(*store.ScanOptions) {
 	}
 }
 
-// corrupt reports an item that does not decode (logged, counted, passed
-// over: it is not a commit) and returns its position.
-func (s *indexSource) corrupt(err error) (store.Position, bool) {
-	p, de, ok := corruptPosition(err)
-	if !ok {
-		return p, false
-	}
-	s.log.Error("corrupt item in the commits table passed over", "subscription", s.sub, "err", err)
-	for _, h := range s.hooks.corrupt {
-		h.OnCorrupt(s.sub, de)
-	}
-	return p, true
-}
+// futureProbeEvery is how often the index source reads the index past the
+// future bound: ten times PollMax (20 s by default), one Query per bucket.
+func futureProbeEvery(o IndexOptions) time.Duration { return 10 * o.PollMax }
 
-// corruptPosition returns the index position of an item that did not
-// decode, if err is a *store.DecodeError.
-func corruptPosition(err error) (store.Position, *store.DecodeError, bool) {
-	var de *store.DecodeError
-	if !errors.As(err, &de) {
-		return store.Position{}, nil, false
+// probe reads the index from store.MaxCommitIDAhead past now on: what it
+// finds there the watermark would hold back for a long time (for ever, for a
+// commit id such as "garbage:agg" that sorts after every time). Items there
+// that are not well-formed commits (a commit id too far ahead, malformed)
+// are offered now, in their aggregate's order; the Corrupt policy handles
+// them.
+func (s *indexSource) probe(ctx context.Context, now time.Time, out sink) error {
+	from := store.FromCommitID(commitIDPrefix(now.Add(store.MaxCommitIDAhead)))
+	for c, err := range s.reader.Scan(ctx, from, s.scanOpts("")) {
+		it, ok := readItem(c, err)
+		if !ok {
+			return err
+		}
+		if it.cause == nil {
+			continue // well formed by the reader's clock: the fresh cursor reads it in time
+		}
+		if _, err := s.offer(ctx, it, true, out); err != nil {
+			return err
+		}
 	}
-	v, perr := strconv.ParseInt(de.Version, 10, 64)
-	if perr != nil {
-		v = 0
-	}
-	return store.Position{CommitID: de.CommitID, AggregateID: de.AggregateID, Version: v}, de, true
+	return nil
 }
 
 // sleep waits d or until ctx ends, reporting whether d passed.

@@ -117,7 +117,7 @@ func (s *memSource) run(ctx context.Context, emit emitFunc) error {
 			continue
 		}
 		s.emitted.Add(1)
-		if err := emit(ctx, s.m.commits[i]); err != nil {
+		if err := emit(ctx, s.m.commits[i], nil); err != nil {
 			s.emitted.Add(-1)
 			return err
 		}

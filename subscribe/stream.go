@@ -2,7 +2,6 @@ package subscribe
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -158,12 +157,7 @@ func (t *streamTracker) handled(c Commit) {
 		s.done = true
 	}
 	delete(t.byPos, p)
-	a := t.aggs[c.AggregateID]
-	a.next = max(a.next, c.Version+1)
-	if p.Compare(a.last) > 0 {
-		a.last = p
-	}
-	t.aggs[c.AggregateID] = a
+	t.aggs[c.AggregateID] = t.aggs[c.AggregateID].moved(c)
 }
 
 // caughtUp records that a shard had nothing unread at time at, so that an
@@ -272,9 +266,10 @@ func (cp streamCheckpoint) position() streamreader.Position {
 // timeFloor returns the position before every commit id of instant t.
 func timeFloor(t time.Time) store.Position { return store.FromCommitID(commitIDPrefix(t)) }
 
-// heldCommit is a commit waiting for its predecessor.
+// heldCommit is a commit (or an item that is not a well-formed one)
+// waiting for its predecessor.
 type heldCommit struct {
-	c     Commit
+	seqItem
 	slot  *recSlot
 	since time.Time
 }
@@ -354,11 +349,13 @@ func (st *streamSource) run(ctx context.Context) error {
 	return errShardFinished
 }
 
-// flushAll delivers every commit held for a gap, repairing from the table.
+// flushAll delivers every commit held for a gap, repairing from the table;
+// a gap the table does not fill is handled by the Corrupt policy at once:
+// nothing more comes from the shard to fill it.
 func (st *streamSource) flushAll(ctx context.Context) error {
 	for {
 		st.h.mu.Lock()
-		n := len(st.held)
+		n := len(st.held) + st.h.seq.holding(st)
 		st.h.mu.Unlock()
 		if n == 0 {
 			return nil
@@ -366,7 +363,18 @@ func (st *streamSource) flushAll(ctx context.Context) error {
 		if err := st.flush(ctx, st.h.w.cfg.Clock().Add(24*time.Hour)); err != nil {
 			return err
 		}
+		st.h.mu.Lock()
+		err := st.h.seq.recheck(ctx, true, st.sink(ctx))
+		st.h.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
+}
+
+// sink returns where the sequencer sends what this source offers.
+func (st *streamSource) sink(ctx context.Context) sink {
+	return sink{owner: st, emit: st.h.out(ctx, st.track)}
 }
 
 // onRecord takes one record from a shard reader.
@@ -380,29 +388,20 @@ func (st *streamSource) onRecord(ctx context.Context, rec streamreader.Record) e
 	item, err := itemOf(rec.NewImage)
 	var c Commit
 	if err == nil {
-		c, err = store.DecodeItem(item)
+		c, err = store.DecodeItemAt(item, st.h.w.cfg.Clock())
 	}
-	if err != nil {
-		var de *store.DecodeError
-		// While the index catches up it reads the same items and reports
-		// them: one report each.
-		switch {
-		case errors.As(err, &de) && de.AggregateID != "":
-			if !st.h.catchingUp() {
-				st.h.log.Error("corrupt commit in the stream passed over", "subscription", st.h.s.Name, "err", err)
-				for _, hk := range st.h.w.hooks.corrupt {
-					hk.OnCorrupt(st.h.s.Name, de)
-				}
-			}
-		default:
-			st.ignored(rec.EventName) // an item that is not a commit
-		}
+	it, ok := readItem(c, err)
+	if !ok {
+		st.ignored(rec.EventName) // an item that is not a commit
 		st.track.complete(slot)
 		return nil
 	}
 	st.h.mu.Lock()
 	defer st.h.mu.Unlock()
-	return st.admit(ctx, c, slot)
+	if it.unordered() {
+		return st.deliver(ctx, it, slot)
+	}
+	return st.admit(ctx, it, slot, rec.ApproximateCreation)
 }
 
 // ignored reports a record passed over.
@@ -412,18 +411,24 @@ func (st *streamSource) ignored(eventName string) {
 	}
 }
 
-// admit delivers c if it is its aggregate's next version, drops it if it
-// was delivered, and holds it otherwise. Called under h.mu.
-func (st *streamSource) admit(ctx context.Context, c Commit, slot *recSlot) error {
+// admit delivers it if it is its aggregate's next version, drops it if it
+// was delivered, and holds it otherwise. at is its record's creation time,
+// which places an item without a commit id of its own. Called under h.mu.
+func (st *streamSource) admit(ctx context.Context, it seqItem, slot *recSlot, at time.Time) error {
+	c := it.c
 	agg := st.h.seq.aggs[c.AggregateID]
+	pos := c.Position()
+	if it.placeless() {
+		pos.CommitID = commitIDPrefix(at)
+	}
 	switch {
-	case agg == nil && c.Position().Compare(st.h.seq.floor) <= 0:
+	case agg == nil && pos.Compare(st.h.seq.floor) <= 0:
 		// Handled before the position the source started from (a shard
 		// read again from TRIM_HORIZON): not delivered again.
 		st.track.complete(slot)
 		return nil
 	case agg != nil && c.Version < agg.next:
-		if !st.h.catchingUp() { // while the index catches up, both read the same commits
+		if !st.h.catchingUp() && it.cause == nil { // while the index catches up, both read the same commits
 			for _, hk := range st.h.w.hooks.duplicate {
 				hk.OnDuplicate(st.h.s.Name, c)
 			}
@@ -431,25 +436,25 @@ func (st *streamSource) admit(ctx context.Context, c Commit, slot *recSlot) erro
 		st.track.complete(slot)
 		return nil
 	case (agg != nil && c.Version == agg.next) || (agg == nil && c.Version == 0):
-		if err := st.deliver(ctx, c, slot); err != nil {
+		if err := st.deliver(ctx, it, slot); err != nil {
 			return err
 		}
 		return st.release(ctx, c.AggregateID)
 	}
 	held := st.held[c.AggregateID]
-	i, _ := slices.BinarySearchFunc(held, c.Version, func(h heldCommit, v int64) int { return int(h.c.Version - v) })
-	st.held[c.AggregateID] = slices.Insert(held, i, heldCommit{c: c, slot: slot, since: st.h.w.cfg.Clock()})
+	i, _ := slices.BinarySearchFunc(held, c.Version, func(h heldCommit, v int64) int { return cmpVersion(h.c.Version, v) })
+	st.held[c.AggregateID] = slices.Insert(held, i, heldCommit{seqItem: it, slot: slot, since: st.h.w.cfg.Clock()})
 	st.holding.Add(1)
 	return nil
 }
 
 // deliver hands c to the sequencer; a gap before it is repaired from the
 // table. Called under h.mu.
-func (st *streamSource) deliver(ctx context.Context, c Commit, slot *recSlot) error {
+func (st *streamSource) deliver(ctx context.Context, it seqItem, slot *recSlot) error {
 	if slot != nil {
-		st.track.attach(c, slot)
+		st.track.attach(it.c, slot)
 	}
-	delivered, err := st.h.seq.offer(ctx, c, false, st.h.out(ctx, st.track))
+	delivered, err := st.h.seq.offer(ctx, it, false, st.sink(ctx))
 	if err == nil && !delivered && slot != nil {
 		st.track.complete(slot)
 	}
@@ -473,7 +478,7 @@ func (st *streamSource) release(ctx context.Context, id string) error {
 		case first.c.Version < agg.next:
 			st.track.complete(first.slot)
 		case first.c.Version == agg.next:
-			if err := st.deliver(ctx, first.c, first.slot); err != nil {
+			if err := st.deliver(ctx, first.seqItem, first.slot); err != nil {
 				return err
 			}
 		default:
@@ -485,7 +490,8 @@ func (st *streamSource) release(ctx context.Context, id string) error {
 }
 
 // flushLoop delivers held commits whose predecessor did not turn up within
-// GapWait, repairing the gap from the table.
+// GapWait, repairing the gap from the table, and lets the sequencer read
+// the table again for gaps it did not fill (see Subscription.GapTimeout).
 func (st *streamSource) flushLoop(ctx context.Context) {
 	wait := st.h.s.Stream.GapWait
 	t := time.NewTicker(max(wait/4, 10*time.Millisecond))
@@ -496,7 +502,13 @@ func (st *streamSource) flushLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := st.flush(ctx, st.h.w.cfg.Clock().Add(-wait)); err != nil && ctx.Err() == nil {
+		err := st.flush(ctx, st.h.w.cfg.Clock().Add(-wait))
+		if err == nil {
+			st.h.mu.Lock()
+			err = st.h.seq.recheck(ctx, false, st.sink(ctx))
+			st.h.mu.Unlock()
+		}
+		if err != nil && ctx.Err() == nil {
 			st.h.log.Warn("repairing a gap in the stream failed; retrying", "subscription", st.h.s.Name, "err", err)
 		}
 	}
@@ -512,7 +524,7 @@ func (st *streamSource) flush(ctx context.Context, before time.Time) error {
 			continue
 		}
 		first := held[0]
-		if err := st.deliver(ctx, first.c, first.slot); err != nil {
+		if err := st.deliver(ctx, first.seqItem, first.slot); err != nil {
 			return err
 		}
 		st.held[id] = held[1:]

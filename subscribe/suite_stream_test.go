@@ -14,6 +14,8 @@ import (
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	"github.com/aws/smithy-go/logging"
 
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
+	"github.com/dynamodb-event-store/eventstore/checkpoint/memcheckpoint"
 	"github.com/dynamodb-event-store/eventstore/internal/ddbtest"
 	"github.com/dynamodb-event-store/eventstore/store"
 )
@@ -25,6 +27,11 @@ var streamHarness = registerHarness(sourceHarness{
 	name:      "stream",
 	buckets:   true,
 	configure: configureStream,
+	unindexed: true,
+	live: func(t *testing.T, cps checkpoint.Store, sub string) {
+		t.Helper()
+		ddbtest.Eventually(t, 15*time.Second, func() bool { return phaseOf(t, cps.(*memcheckpoint.Mem), sub) == phaseStream }, "the stream never took over")
+	},
 	prepare: func(t testing.TB, cfg *Config, s *store.Store) {
 		cfg.Streams, cfg.Tables = streamsClient(t), ddbtest.Client(t)
 	},

@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
 	"github.com/dynamodb-event-store/eventstore/checkpoint/memcheckpoint"
@@ -62,6 +60,14 @@ type sourceHarness struct {
 	// every commit claimed had its handler finish. nil: the crash case does
 	// not inspect checkpoints (it still checks every delivery).
 	claimed func(t testing.TB, position string) func(c Commit) bool
+	// unindexed says the source reads items that are not in the
+	// commit-order index (an item without a commitId) as they are written,
+	// not only when a later version of their aggregate is read.
+	unindexed bool
+	// live waits until the subscription reads what is written now the way
+	// it does once started (the stream source: once the stream has taken
+	// over from the index). nil: once it runs.
+	live func(t *testing.T, cps checkpoint.Store, sub string)
 }
 
 // tuning is the timing a case asks of a source; the harness maps it onto
@@ -150,8 +156,14 @@ func runSourceSuite(t *testing.T, h sourceHarness) {
 	})
 	run(t, "crash", testCrash)
 	t.Run("corrupt", func(t *testing.T) {
+		run(t, "kinds_park", func(t *testing.T, h sourceHarness) { testCorruptKinds(t, h, CorruptPark) })
+		run(t, "kinds_skip", func(t *testing.T, h sourceHarness) { testCorruptKinds(t, h, CorruptSkip) })
 		run(t, "alone", testCorruptAlone)
-		run(t, "between_versions", testCorruptBetweenVersions)
+	})
+	t.Run("gap", func(t *testing.T) {
+		run(t, "unfillable_park", func(t *testing.T, h sourceHarness) { testGapUnfillable(t, h, CorruptPark) })
+		run(t, "unfillable_skip", func(t *testing.T, h sourceHarness) { testGapUnfillable(t, h, CorruptSkip) })
+		run(t, "filled_in_time", testGapFilledInTime)
 	})
 }
 
@@ -615,104 +627,4 @@ func testStartAtTime(t *testing.T, h sourceHarness) {
 	time.Sleep(tn.quiet())
 	mustStop(t, stop)
 	col.check(t, want)
-}
-
-// corruptHook records the corrupt items reported.
-type corruptHook struct {
-	mu   sync.Mutex
-	errs []*store.DecodeError
-}
-
-func (h *corruptHook) OnCorrupt(_ string, err *store.DecodeError) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.errs = append(h.errs, err)
-}
-
-func (h *corruptHook) reported() []*store.DecodeError {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Clone(h.errs)
-}
-
-// putCorrupt writes an item in the commits layout whose events are not
-// JSON, as another program might, and returns its position.
-func (e *suiteEnv) putCorrupt(t *testing.T, id string, version int64) store.Position {
-	t.Helper()
-	now := time.Now().UnixMilli()
-	commitID := store.FormatCommitID(now, id)
-	item := map[string]types.AttributeValue{
-		store.AttrAggregateID: &types.AttributeValueMemberS{Value: id},
-		store.AttrVersion:     &types.AttributeValueMemberN{Value: strconv.FormatInt(version, 10)},
-		store.AttrCommitID:    &types.AttributeValueMemberS{Value: commitID},
-		store.AttrCommittedAt: &types.AttributeValueMemberN{Value: strconv.FormatInt(now, 10)},
-		store.AttrEvents:      &types.AttributeValueMemberS{Value: `[{"type":"deposited","amount":`},
-		store.AttrActive:      &types.AttributeValueMemberS{Value: e.s.Bucket(id)},
-	}
-	if _, err := e.client.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(e.s.Config().TableName), Item: item}); err != nil {
-		t.Fatal(err)
-	}
-	return store.Position{CommitID: commitID, AggregateID: id, Version: version}
-}
-
-// checkCorrupt fails unless the corrupt item at p was reported exactly once,
-// naming it and its events.
-func checkCorrupt(t *testing.T, hook *corruptHook, p store.Position) {
-	t.Helper()
-	got := hook.reported()
-	if len(got) != 1 {
-		t.Fatalf("corrupt item reported %d times, want once: %v", len(got), got)
-	}
-	de := got[0]
-	if de.AggregateID != p.AggregateID || de.Version != strconv.FormatInt(p.Version, 10) || de.Attribute != store.AttrEvents {
-		t.Fatalf("reported %v, want the events of %s version %d", de, p.AggregateID, p.Version)
-	}
-}
-
-// testCorruptAlone: an item whose events are not JSON, among good commits,
-// is passed over and reported through HookCorrupt; the rest are delivered.
-func testCorruptAlone(t *testing.T, h sourceHarness) {
-	e := newSuiteEnv(t, h, store.Config{})
-	rec := newRecorder()
-	hook := &corruptHook{}
-	tn := tuning{reread: 500 * time.Millisecond}
-	_, stop := e.start(t, Subscription{Name: "corrupt", Handler: rec}, tn, hook)
-	appendVersions(t, e.s, []string{"a", "b"}, 0, 2)
-	bad := e.putCorrupt(t, "bad", 0)
-	appendVersions(t, e.s, []string{"a", "b"}, 2, 4)
-	want := map[string]int64{"a": 4, "b": 4}
-	ddbtest.Eventually(t, 10*time.Second, func() bool { return covers(rec.delivered(), want) }, "the commits after the corrupt item were not delivered")
-	time.Sleep(tn.quiet()) // past the re-reads of the corrupt item, if any
-	mustStop(t, stop)
-	rec.check(t, want)
-	checkCorrupt(t, hook, bad)
-}
-
-// testCorruptBetweenVersions: a corrupt item that is one version of an
-// aggregate with later versions is passed over and reported; its
-// aggregate's other versions, before and after it, and every other
-// aggregate are delivered, in order.
-func testCorruptBetweenVersions(t *testing.T, h sourceHarness) {
-	e := newSuiteEnv(t, h, store.Config{})
-	col := &commitCollector{}
-	hook := &corruptHook{}
-	tn := tuning{reread: 500 * time.Millisecond}
-	_, stop := e.start(t, Subscription{Name: "corrupt", Handler: col}, tn, hook)
-	want := appendVersions(t, e.s, []string{"a", "bad"}, 0, 1)
-	bad := e.putCorrupt(t, "bad", 1)
-	want = append(want, appendVersions(t, e.s, []string{"a"}, 1, 2)...)
-	want = append(want, appendVersions(t, e.s, []string{"bad"}, 2, 3)...)
-	want = append(want, appendVersions(t, e.s, []string{"c"}, 0, 2)...)
-	ddbtest.Eventually(t, 10*time.Second, func() bool { return col.count() >= len(want) }, "the commits after the corrupt item were not delivered")
-	time.Sleep(tn.quiet())
-	mustStop(t, stop)
-	col.check(t, want)
-	if len(hook.reported()) == 0 {
-		t.Fatal("the corrupt item was not reported")
-	}
-	for _, de := range hook.reported() {
-		if de.AggregateID != bad.AggregateID || de.Version != "1" {
-			t.Fatalf("reported %v, want bad version 1", de)
-		}
-	}
 }

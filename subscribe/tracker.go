@@ -32,12 +32,27 @@ type tracker struct {
 	below    map[store.Position]int // emitted, not handled, at or before base: count
 	aggs     map[string]handledAgg  // handled progress of aggregates active after the sweep position
 	ages     map[store.Position]int64
+	held     map[store.Position]bool // recorded by hold, not emitted yet
 }
 
 // handledAgg is one aggregate's handled progress.
 type handledAgg struct {
 	next int64          // every version below it is handled
 	last store.Position // position of the last handled
+}
+
+// moved returns a moved on past c, handled. A version above
+// store.MaxVersion has no place in the aggregate's order (an item reported
+// as corrupt): it moves nothing, and cannot overflow next.
+func (a handledAgg) moved(c Commit) handledAgg {
+	if c.Version > store.MaxVersion {
+		return a
+	}
+	a.next = max(a.next, c.Version+1)
+	if p := c.Position(); p.Compare(a.last) > 0 {
+		a.last = p
+	}
+	return a
 }
 
 // maxListedAggregates caps the aggregates a checkpoint lists, at about 100
@@ -52,11 +67,28 @@ func newTracker(base, sweep store.Position, aggs map[string]handledAgg) *tracker
 	return &tracker{base: base, frontier: base, sweep: sweep, below: map[store.Position]int{}, aggs: aggs, ages: map[store.Position]int64{}}
 }
 
+// hold records a commit held back for a gap before it: it counts as emitted
+// and not handled (the checkpoint stays before it) until handled; its
+// emission later is not recorded again.
+func (t *tracker) hold(c Commit) {
+	t.emitted(c)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held == nil {
+		t.held = map[store.Position]bool{}
+	}
+	t.held[c.Position()] = true
+}
+
 // emitted records a commit handed to the handlers.
 func (t *tracker) emitted(c Commit) {
 	p := c.Position()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.held[p] {
+		delete(t.held, p)
+		return
+	}
 	if p.Compare(t.base) <= 0 {
 		t.below[p]++
 	} else {
@@ -71,12 +103,7 @@ func (t *tracker) handled(c Commit) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.ages, p)
-	a := t.aggs[c.AggregateID]
-	a.next = max(a.next, c.Version+1)
-	if p.Compare(a.last) > 0 {
-		a.last = p
-	}
-	t.aggs[c.AggregateID] = a
+	t.aggs[c.AggregateID] = t.aggs[c.AggregateID].moved(c)
 	if n, ok := t.below[p]; ok {
 		if n <= 1 {
 			delete(t.below, p)
@@ -92,15 +119,9 @@ func (t *tracker) handled(c Commit) {
 // stream, while it takes over): a restart from this checkpoint must know the
 // aggregate moved on.
 func (t *tracker) noteHandled(c Commit) {
-	p := c.Position()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	a := t.aggs[c.AggregateID]
-	a.next = max(a.next, c.Version+1)
-	if p.Compare(a.last) > 0 {
-		a.last = p
-	}
-	t.aggs[c.AggregateID] = a
+	t.aggs[c.AggregateID] = t.aggs[c.AggregateID].moved(c)
 }
 
 // swept records the sweep cursor.

@@ -138,6 +138,9 @@ func (w *Worker) Register(s Subscription) error {
 	if s.Policy == PolicyPark && w.cfg.Parking == nil {
 		return fmt.Errorf("%w: subscription %q parks failed commits but Config.Parking is nil", ErrInvalidConfig, s.Name)
 	}
+	if s.Corrupt == CorruptPark && w.cfg.Parking == nil {
+		return fmt.Errorf("%w: subscription %q parks corrupt items (Corrupt park) but Config.Parking is nil", ErrInvalidConfig, s.Name)
+	}
 	specs, bucketOf, err := w.unitsOf(s)
 	if err != nil {
 		return err

@@ -47,7 +47,8 @@
 //	eventstore_subscription_lag_seconds                    gauge      subscription                age of the oldest commit read but not yet handled; 0 when caught up
 //	eventstore_subscription_lag_commits                    gauge      subscription                commits read but not yet handled
 //	eventstore_subscription_stopped                        gauge      subscription                1 once the subscription stopped on an error; 0 again at its next poll
-//	eventstore_subscription_corrupt_items_total            counter    subscription                items of the commits table that are not well-formed commits, passed over
+//	eventstore_subscription_corrupt_items_total            counter    subscription, kind          items of the commits table that are not well-formed commits of their key, by kind (store.CorruptKind), parked or skipped
+//	eventstore_subscription_gaps_unfilled_total            counter    subscription                version gaps still missing from the table after the gap timeout, handled by the Corrupt policy
 //	eventstore_subscription_stream_records_ignored_total   counter    subscription                stream records passed over: not an insert of a commit (MODIFY, REMOVE, other items)
 //	eventstore_subscription_requests_total                 counter    subscription, kind, result  operators' requests carried out (kind replay or discard; result ok, or error when it failed)
 //	eventstore_subscription_leases_held                    gauge      subscription, unit          1 while this worker holds the unit's lease, 0 once it released or lost it (a stream shard's series is removed instead)

@@ -117,6 +117,7 @@ type Metrics struct {
 	lagCommits        *prometheus.GaugeVec
 	stopped           *prometheus.GaugeVec
 	corrupt           *prometheus.CounterVec
+	gapsUnfilled      *prometheus.CounterVec
 	ignoredRecords    *prometheus.CounterVec
 	requests          *prometheus.CounterVec
 	leasesHeld        *prometheus.GaugeVec
@@ -141,6 +142,7 @@ var (
 	_ subscribe.HookSkipped       = (*Metrics)(nil)
 	_ subscribe.HookLateArrival   = (*Metrics)(nil)
 	_ subscribe.HookGapRepair     = (*Metrics)(nil)
+	_ subscribe.HookGap           = (*Metrics)(nil)
 	_ subscribe.HookDuplicate     = (*Metrics)(nil)
 	_ subscribe.HookPoll          = (*Metrics)(nil)
 	_ subscribe.HookCheckpoint    = (*Metrics)(nil)
@@ -233,7 +235,17 @@ func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 	m.lagCommits = gauge("lag_commits", "Commits read but not yet handled.")
 	m.stopped = gauge("stopped", "1 once the subscription stopped on an error, 0 otherwise.")
 	m.subscriptionInits = append(m.subscriptionInits, func(s string) { m.stopped.WithLabelValues(s).Set(0) })
-	m.corrupt = counter("corrupt_items_total", "Items of the commits table that are not well-formed commits, passed over.")
+	m.corrupt = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: o.namespace, Subsystem: subsys, Name: "corrupt_items_total",
+		Help: "Items of the commits table that are not well-formed commits of their key, by kind; parked or skipped by the Corrupt policy.",
+	}, []string{labelSubscription, labelKind})
+	m.collectors = append(m.collectors, m.corrupt)
+	m.subscriptionInits = append(m.subscriptionInits, func(s string) {
+		for _, kind := range store.CorruptKinds {
+			m.corrupt.WithLabelValues(s, string(kind))
+		}
+	})
+	m.gapsUnfilled = counter("gaps_unfilled_total", "Per-aggregate version gaps still missing from the table after the gap timeout; the version after each is handled by the Corrupt policy.")
 	m.ignoredRecords = counter("stream_records_ignored_total", "Stream records passed over: not an insert of a commit (MODIFY, REMOVE, other items).")
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: o.namespace, Subsystem: subsys, Name: "requests_total",
@@ -435,9 +447,14 @@ func (m *Metrics) OnParkedNow(sub string, aggregates, commits int) {
 	m.parkedAggregates.WithLabelValues(lv(sub)).Set(float64(aggregates))
 }
 
+// OnGap implements subscribe.HookGap.
+func (m *Metrics) OnGap(sub, _ string, _, _ int64) {
+	m.gapsUnfilled.WithLabelValues(lv(sub)).Inc()
+}
+
 // OnCorrupt implements subscribe.HookCorrupt.
-func (m *Metrics) OnCorrupt(sub string, _ *store.DecodeError) {
-	m.corrupt.WithLabelValues(lv(sub)).Inc()
+func (m *Metrics) OnCorrupt(sub string, err *store.DecodeError) {
+	m.corrupt.WithLabelValues(lv(sub), lv(string(err.Kind))).Inc()
 }
 
 // ConsumedCapacity has the signature of store.Config.ConsumedCapacity: it

@@ -224,9 +224,14 @@ func TestHooks(t *testing.T) {
 		{
 			name: "corrupt",
 			call: func(m *Metrics) {
-				m.OnCorrupt("s", &store.DecodeError{AggregateID: "a", Version: "1", Attribute: "events", Err: errBoom})
+				m.OnCorrupt("s", &store.DecodeError{AggregateID: "a", Version: "1", Attribute: "commitId", Kind: store.KindMissingCommitID, Err: errBoom})
 			},
-			want: map[series]float64{sub("corrupt_items_total"): 1},
+			want: map[series]float64{corruptKind("s", store.KindMissingCommitID): 1},
+		},
+		{
+			name: "unfilled gap",
+			call: func(m *Metrics) { m.OnGap("s", "a", 3, 5) },
+			want: map[series]float64{sub("gaps_unfilled_total"): 1},
 		},
 		{
 			name: "ignored record",
@@ -617,7 +622,7 @@ func TestWithSubscriptions(t *testing.T) {
 		"retries_total", "parked_commits_total", "skipped_commits_total", "late_arrivals_total",
 		"gap_repairs_total", "gap_repair_commits_total", "duplicates_total", "polls_total",
 		"poll_duration_seconds", "poll_errors_total", "commits_read_total", "checkpoint_writes_total",
-		"checkpoint_write_errors_total", "corrupt_items_total", "stream_records_ignored_total", "stopped",
+		"checkpoint_write_errors_total", "gaps_unfilled_total", "stream_records_ignored_total", "stopped",
 		"lease_gains_total", "lease_losses_total", "lease_renewal_failures_total",
 		"circuit_open", "circuit_openings_total", "parked_commits", "parked_aggregates",
 	} {
@@ -631,6 +636,13 @@ func TestWithSubscriptions(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"a", "b"} {
+		for _, kind := range store.CorruptKinds {
+			k := corruptKind(s, kind)
+			if v, ok := got[k]; !ok || v != 0 {
+				t.Errorf("%v = %v, %v; want 0, present", k, v, ok)
+			}
+			delete(got, k)
+		}
 		for _, kind := range []string{"replay", "discard"} {
 			for _, result := range []string{"ok", "error"} {
 				k := request(s, kind, result)
@@ -735,7 +747,8 @@ func callEveryHook(m *Metrics, s string) {
 	m.OnCheckpoint(s, errBoom)
 	m.OnLag(s, time.Second, 5)
 	m.OnStopped(s, errBoom)
-	m.OnCorrupt(s, &store.DecodeError{Attribute: "events", Err: errBoom})
+	m.OnCorrupt(s, &store.DecodeError{Attribute: "events", Kind: store.KindEventsNotArray, Err: errBoom})
+	m.OnGap(s, "a", 1, 2)
 	m.OnIgnoredRecord(s, "REMOVE")
 	m.OnRequest(s, checkpoint.Request{Kind: checkpoint.RequestReplay}, errBoom)
 	m.OnLeaseGained(s, "bucket-t0")
@@ -748,4 +761,9 @@ func callEveryHook(m *Metrics, s string) {
 		Table:                  &types.Capacity{CapacityUnits: aws.Float64(1)},
 		GlobalSecondaryIndexes: map[string]types.Capacity{"byCommitId": {CapacityUnits: aws.Float64(1)}},
 	})
+}
+
+// corruptKind names the corrupt-items series of a subscription and kind.
+func corruptKind(sub string, kind store.CorruptKind) series {
+	return series{name: "eventstore_subscription_corrupt_items_total", labels: fmt.Sprintf("kind=%q,subscription=%q", kind, sub)}
 }
