@@ -190,7 +190,9 @@ func corruptions() []corruption {
 			item[store.AttrCommitID] = s(store.FormatCommitID(time.Now().AddDate(1, 0, 0).UnixMilli(), id))
 		}, true},
 		{store.KindBadCommittedAt, func(_ string, item map[string]types.AttributeValue) { delete(item, store.AttrCommittedAt) }, true},
-		{store.KindEventsNotArray, func(_ string, item map[string]types.AttributeValue) { item[store.AttrEvents] = s(`{"type":"deposited"}`) }, true},
+		{store.KindEventsNotArray, func(_ string, item map[string]types.AttributeValue) {
+			item[store.AttrEvents] = s(`{"type":"deposited"}`)
+		}, true},
 	}
 }
 
