@@ -177,6 +177,15 @@ type SubscriptionConfig struct {
 	// StreamMargin is the stream source's allowance for writers' clocks
 	// (subscribe.StreamOptions.Margin); 0 means its default, 10 s.
 	StreamMargin Duration `json:"streamMargin,omitempty"`
+	// Corrupt is what happens to an item of the commits table that is not
+	// a well-formed commit, and to the version after a gap that cannot be
+	// filled: "park" (the default) or "skip" (see
+	// subscribe.ParseCorruptPolicy and docs/items.md).
+	Corrupt string `json:"corrupt,omitempty"`
+	// GapTimeout is how long an aggregate's versions wait behind a version
+	// missing from the table before Corrupt applies
+	// (subscribe.Subscription.GapTimeout). Default 30 s.
+	GapTimeout Duration `json:"gapTimeout,omitempty"`
 }
 
 // HandlerConfig says what handles a subscription's commits.
@@ -308,6 +317,8 @@ var settings = []*setting{
 	{flag: "stream-margin", path: "streamMargin", kind: kDuration, def: "10s", usage: "`DURATION` the stream source allows for writers' clocks", sub: func(s *SubscriptionConfig) any { return &s.StreamMargin }},
 	{flag: "webhook-allow-insecure", path: "handler.allowInsecure", kind: kBool, def: "false", usage: "allow a plain http --webhook-url to a host that is not a loopback one: the\ncommits, headers and signature then cross the network in the clear", sub: func(s *SubscriptionConfig) any { return &s.Handler.AllowInsecure }},
 	{flag: "webhook-legacy-signature", path: "handler.legacySignature", kind: kBool, def: "false", usage: "also send the deprecated X-Eventstore-Signature header (HMAC of the body\nonly), while receivers move to the Standard Webhooks webhook-signature", sub: func(s *SubscriptionConfig) any { return &s.Handler.LegacySignature }},
+	{flag: "corrupt", path: "corrupt", kind: kString, def: "park", usage: "`POLICY` for an item of the commits table that is not a well-formed\ncommit, and for the version after a gap that --gap-timeout does not see\nfilled: park (set it and its aggregate's later commits aside) or skip\n(report it and go on); see docs/items.md", sub: func(s *SubscriptionConfig) any { return &s.Corrupt }},
+	{flag: "gap-timeout", path: "gapTimeout", kind: kDuration, def: subscribe.DefaultGapTimeout.String(), usage: "`DURATION` an aggregate's versions wait behind a version missing from\nthe table before --corrupt applies to the gap", sub: func(s *SubscriptionConfig) any { return &s.GapTimeout }},
 	{flag: "max-record-age", path: "maxRecordAge", kind: kDuration, def: DefaultMaxRecordAge.String(), usage: "`DURATION` a commit's transient failures (refused connections, timeouts,\n5xx, 408, 425, 429) are retried, from its commit or the moment it was\nread, whichever is later, before --policy applies", sub: func(s *SubscriptionConfig) any { return &s.MaxRecordAge }},
 	{flag: "max-attempts", path: "maxAttempts", kind: kInt, def: strconv.Itoa(DefaultMaxAttempts), usage: "when above 0, also the most handler calls `N` for one commit, the first\nincluded, before --policy applies; 0: no limit but --max-record-age", sub: func(s *SubscriptionConfig) any { return &s.MaxAttempts }},
 	{flag: "max-elapsed", path: "maxElapsed", kind: kDuration, def: "0s", usage: "when above 0, also the longest `DURATION` a commit's transient failures\nare retried from its first attempt; 0: no limit but --max-record-age", sub: func(s *SubscriptionConfig) any { return &s.MaxElapsed }},

@@ -75,7 +75,8 @@ func TestConfigDefaults(t *testing.T) {
 	if s.sub.Name != "g" || s.sub.Handler == nil || s.sub.Source != subscribe.SourceIndex || s.sub.Start != subscribe.StartBeginning ||
 		s.sub.Policy != subscribe.PolicyPark || s.sub.Concurrency != 8 || s.sub.CheckpointInterval != time.Second ||
 		s.sub.Retry != (subscribe.RetryPolicy{MaxRecordAge: 6 * time.Hour, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second,
-			AttemptTimeout: 30 * time.Second, CircuitOpenAfter: 3}) || s.sub.Index.Settle != 0 || s.sub.Index.Overlap != 0 || s.sub.Stream.Margin != 0 { // subscribe's defaults
+			AttemptTimeout: 30 * time.Second, CircuitOpenAfter: 3}) || s.sub.Index.Settle != 0 || s.sub.Index.Overlap != 0 || s.sub.Stream.Margin != 0 || // subscribe's defaults
+		s.sub.Corrupt != subscribe.CorruptPark || s.sub.GapTimeout != 30*time.Second {
 		t.Errorf("Go handler's subscription: %+v", s.sub)
 	}
 	// A zero Config built in Go means the same.
@@ -185,6 +186,24 @@ func TestConfigOneSubscription(t *testing.T) {
 		time.Duration(s.conf.Handler.Timeout) != 2*time.Second || s.sub.Handler == nil ||
 		s.sub.Start != subscribe.StartAtTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
 		t.Errorf("subscription: %+v %+v", s.conf, s.sub)
+	}
+	// The corrupt-item policy and the gap timeout, from a flag, a variable
+	// and a file.
+	p, err = resolveArgs(t, []string{"--corrupt", "skip"}, map[string]string{
+		"EVENTSTORE_SUBSCRIPTION": "hooks", "EVENTSTORE_HANDLER": "stdout", "EVENTSTORE_GAP_TIMEOUT": "5s"}, "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.subs[0].sub; got.Corrupt != subscribe.CorruptSkip || got.GapTimeout != 5*time.Second {
+		t.Errorf("corrupt %v, gap timeout %v; want skip, 5s", got.Corrupt, got.GapTimeout)
+	}
+	p, err = resolveArgs(t, []string{"--config", "FILE"}, map[string]string{"EVENTSTORE_CORRUPT": "park"},
+		`{"subscriptions":[{"name":"f","corrupt":"skip","gapTimeout":"2m","handler":{"type":"stdout"}}]}`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.subs[0].sub; got.Corrupt != subscribe.CorruptPark || got.GapTimeout != 2*time.Minute {
+		t.Errorf("corrupt %v, gap timeout %v; want park (the variable wins over the file), 2m", got.Corrupt, got.GapTimeout)
 	}
 	// The index and stream tuning, from flags, variables and a file.
 	p, err = resolveArgs(t, []string{"--settle", "250ms", "--stream-margin", "2s"}, map[string]string{
@@ -346,6 +365,11 @@ func TestConfigInvalid(t *testing.T) {
 		{"circuit open after", with(stdout, "--circuit-open-after", "0"), nil, "", Options{}, "--circuit-open-after 0: want 1 or more, or -1 (never open)"},
 		{"file max record age", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","maxRecordAge":"-1h","handler":{"type":"stdout"}}]}`, Options{}, "FILE: subscriptions[0].maxRecordAge -1h0m0s: want a positive duration"},
 		{"file backoff", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","backoffInitial":"1m","backoffMax":"30s","handler":{"type":"stdout"}}]}`, Options{}, "FILE: subscriptions[0].backoffMax 30s: want at least backoffInitial (1m0s)"},
+		{"corrupt", with(stdout, "--corrupt", "ignore"), nil, "", Options{}, `--corrupt "ignore": want park or skip`},
+		{"corrupt variable", stdout, map[string]string{"EVENTSTORE_CORRUPT": "drop"}, "", Options{}, `EVENTSTORE_CORRUPT="drop": want park or skip`},
+		{"gap timeout", with(stdout, "--gap-timeout", "0s"), nil, "", Options{}, "--gap-timeout 0s: want a positive duration"},
+		{"gap timeout file", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","gapTimeout":"-1s","handler":{"type":"stdout"}}]}`, Options{}, "FILE: subscriptions[0].gapTimeout -1s: want a positive duration"},
+		{"corrupt file", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","corrupt":"stop","handler":{"type":"stdout"}}]}`, Options{}, `FILE: subscriptions[0].corrupt "stop": want park or skip`},
 		{"batch for a Go handler", []string{"--webhook-batch", "5"}, nil, "", goOpts, "--webhook-batch 5: the Go handler takes one commit at a time"},
 		{"Go handler twice", nil, nil, "", Options{Handlers: goOpts.Handlers, BatchHandlers: map[string]subscribe.BatchHandler{"g": nil}}, `Options.BatchHandlers "g": also in Options.Handlers`},
 

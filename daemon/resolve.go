@@ -465,6 +465,19 @@ func checkSub(e *subEntry, env func(string) string, opts Options, goNames []stri
 	if sub.Policy, err = subscribe.ParsePolicy(c.Policy); err != nil {
 		return planSub{}, e.at("policy").errAt(q(c.Policy), "want park, stop or skip")
 	}
+	if c.Corrupt == "" {
+		c.Corrupt = subscribe.CorruptPark.String()
+	}
+	if sub.Corrupt, err = subscribe.ParseCorruptPolicy(c.Corrupt); err != nil {
+		return planSub{}, e.at("corrupt").errAt(q(c.Corrupt), "want park or skip")
+	}
+	if c.GapTimeout == 0 && !explicit("gapTimeout") {
+		c.GapTimeout = Duration(subscribe.DefaultGapTimeout)
+	}
+	if c.GapTimeout <= 0 {
+		return planSub{}, e.at("gapTimeout").errAt(c.GapTimeout.String(), "want a positive duration")
+	}
+	sub.GapTimeout = time.Duration(c.GapTimeout)
 	if c.Concurrency == 0 && !explicit("concurrency") {
 		c.Concurrency = DefaultConcurrency
 	}

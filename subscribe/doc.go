@@ -30,8 +30,10 @@
 //     (RetryPolicy.MaxRecordAge, 6 hours), with a circuit breaker that backs
 //     the subscription off as a whole; one that fails permanently, or past
 //     that age, is parked, stopped on or skipped per the Policy, always
-//     counted and logged; an item that is not a commit is reported and
-//     passed over.
+//     counted and logged; an item that is not a well-formed commit, and
+//     the version after a gap the table does not fill within GapTimeout,
+//     are reported (an ERROR log, a hook) and parked or skipped per the
+//     Corrupt policy (see docs/items.md).
 //   - The checkpoint never passes a commit not handled, with handlers
 //     running in parallel.
 //   - Bounded memory: at most Subscription.MaxInFlight commits are read and

@@ -145,6 +145,20 @@ func parkedOf(t testing.TB, cps checkpoint.Store, sub string) map[string]string 
 	return out
 }
 
+// checkParked fails unless exactly the keys of want are parked, each with a
+// reason that contains want's.
+func checkParked(t *testing.T, parked, want map[string]string) {
+	t.Helper()
+	if len(parked) != len(want) {
+		t.Errorf("parked %v, want %v", parked, want)
+	}
+	for key, reason := range want {
+		if !strings.Contains(parked[key], reason) {
+			t.Errorf("%s parked with reason %q, want one naming %q", key, parked[key], reason)
+		}
+	}
+}
+
 // putRaw writes an item in the commits layout as another program might:
 // a well-formed commit of aggregate id at version (DynamoDB's number text),
 // changed by mutate.
@@ -196,6 +210,33 @@ func corruptions() []corruption {
 	}
 }
 
+// faultCase is one case's table, worker and what it observes.
+type faultCase struct {
+	*suiteEnv
+	logs *slogCapture
+	rep  *faultReports
+	stop func() error
+}
+
+// faultTuning is the timing of the cases here.
+var faultTuning = tuning{reread: 500 * time.Millisecond}
+
+// startFaultCase runs a worker with sub on a table of its own, its logs
+// captured and its corrupt, gap and skip hooks recorded, and waits until
+// it reads as it does once started (see sourceHarness.live).
+func startFaultCase(t *testing.T, h sourceHarness, sub Subscription) *faultCase {
+	t.Helper()
+	fc := &faultCase{suiteEnv: newSuiteEnv(t, h, store.Config{}), logs: newSlogCapture(), rep: &faultReports{}}
+	fc.cfg.Logger = slog.New(fc.logs)
+	var w *Worker
+	w, fc.stop = fc.start(t, sub, faultTuning, fc.rep)
+	waitRunning(t, w)
+	if h.live != nil {
+		h.live(t, fc.cfg.Checkpoints, sub.Name)
+	}
+	return fc
+}
+
 // maxInt64Version is a version above store.MaxVersion: 2^63−1.
 const maxInt64Version = "9223372036854775807"
 
@@ -207,17 +248,9 @@ const maxInt64Version = "9223372036854775807"
 // skipped and version 2 is delivered. The item at 2^63−1 is never
 // delivered, and its aggregate's versions go on. Other aggregates flow.
 func testCorruptKinds(t *testing.T, h sourceHarness, policy CorruptPolicy) {
-	e := newSuiteEnv(t, h, store.Config{})
-	logs := newSlogCapture()
-	e.cfg.Logger = slog.New(logs)
-	rep := &faultReports{}
 	col := &commitCollector{}
-	tn := tuning{reread: 500 * time.Millisecond}
-	w, stop := e.start(t, Subscription{Name: "corrupt", Handler: col, Corrupt: policy}, tn, rep)
-	waitRunning(t, w)
-	if h.live != nil {
-		h.live(t, e.cfg.Checkpoints, "corrupt")
-	}
+	e := startFaultCase(t, h, Subscription{Name: "corrupt", Handler: col, Corrupt: policy})
+	logs, rep, stop, tn := e.logs, e.rep, e.stop, faultTuning
 	oks := []string{"ok0", "ok1"}
 	want := appendVersions(t, e.s, oks, 0, 2)
 	wantParked := map[string]string{}
@@ -274,15 +307,7 @@ func testCorruptKinds(t *testing.T, h sourceHarness, policy CorruptPolicy) {
 		t.Errorf("%d reports, want %d: %v", len(rep.corrupt), kinds, reported)
 	}
 
-	parked := parkedOf(t, e.cfg.Checkpoints, "corrupt")
-	if len(parked) != len(wantParked) {
-		t.Errorf("parked %v, want %v", parked, wantParked)
-	}
-	for key, reason := range wantParked {
-		if !strings.Contains(parked[key], reason) {
-			t.Errorf("%s parked with reason %q, want one naming %q", key, parked[key], reason)
-		}
-	}
+	checkParked(t, parkedOf(t, e.cfg.Checkpoints, "corrupt"), wantParked)
 	if policy == CorruptSkip {
 		slices.Sort(rep.skipped)
 		var wantSkipped []string
@@ -304,17 +329,9 @@ func testCorruptKinds(t *testing.T, h sourceHarness, policy CorruptPolicy) {
 // a commit id is not in the index: only a source that reads the table's
 // writes (the stream) finds it alone (docs/items.md).
 func testCorruptAlone(t *testing.T, h sourceHarness) {
-	e := newSuiteEnv(t, h, store.Config{})
-	logs := newSlogCapture()
-	e.cfg.Logger = slog.New(logs)
-	rep := &faultReports{}
 	rec := newRecorder()
-	tn := tuning{reread: 500 * time.Millisecond}
-	w, stop := e.start(t, Subscription{Name: "alone", Handler: rec}, tn, rep)
-	waitRunning(t, w)
-	if h.live != nil {
-		h.live(t, e.cfg.Checkpoints, "alone")
-	}
+	e := startFaultCase(t, h, Subscription{Name: "alone", Handler: rec})
+	logs, rep, stop, tn := e.logs, e.rep, e.stop, faultTuning
 	appendVersions(t, e.s, []string{"a", "b"}, 0, 2)
 	wantParked := map[string]string{}
 	for _, k := range corruptions() {
@@ -355,18 +372,10 @@ func testCorruptAlone(t *testing.T, h sourceHarness) {
 // across the gap (skip). Never before GapTimeout; other aggregates flow
 // meanwhile.
 func testGapUnfillable(t *testing.T, h sourceHarness, policy CorruptPolicy) {
-	e := newSuiteEnv(t, h, store.Config{})
-	logs := newSlogCapture()
-	e.cfg.Logger = slog.New(logs)
-	rep := &faultReports{}
 	col := &commitCollector{}
-	tn := tuning{reread: 500 * time.Millisecond}
 	const gapTimeout = 800 * time.Millisecond
-	w, stop := e.start(t, Subscription{Name: "gap", Handler: col, Corrupt: policy, GapTimeout: gapTimeout}, tn, rep)
-	waitRunning(t, w)
-	if h.live != nil {
-		h.live(t, e.cfg.Checkpoints, "gap")
-	}
+	e := startFaultCase(t, h, Subscription{Name: "gap", Handler: col, Corrupt: policy, GapTimeout: gapTimeout})
+	logs, rep, stop, tn := e.logs, e.rep, e.stop, faultTuning
 	want := appendVersions(t, e.s, []string{"g", "ok"}, 0, 2)
 	v3, err := e.s.Append(context.Background(), store.Commit{AggregateID: "g", Version: 3, Events: deposit(t)})
 	if err != nil {
@@ -402,30 +411,16 @@ func testGapUnfillable(t *testing.T, h sourceHarness, policy CorruptPolicy) {
 	if len(logs.errorsWith(map[string]string{"aggregate": "g", "fromVersion": "2", "toVersion": "2"})) != 1 {
 		t.Error("want one ERROR log naming g and its missing version 2")
 	}
-	parked := parkedOf(t, e.cfg.Checkpoints, "gap")
-	if len(parked) != len(wantParked) {
-		t.Errorf("parked %v, want %v", parked, wantParked)
-	}
-	for key, reason := range wantParked {
-		if !strings.Contains(parked[key], reason) {
-			t.Errorf("%s parked with reason %q, want one naming %q", key, parked[key], reason)
-		}
-	}
+	checkParked(t, parkedOf(t, e.cfg.Checkpoints, "gap"), wantParked)
 }
 
 // testGapFilledInTime: version 3 is written before version 2, which comes
 // within GapTimeout (a slow writer): both are delivered in order, with no
 // gap reported and nothing parked.
 func testGapFilledInTime(t *testing.T, h sourceHarness) {
-	e := newSuiteEnv(t, h, store.Config{})
-	rep := &faultReports{}
 	rec := newRecorder()
-	tn := tuning{reread: 500 * time.Millisecond}
-	w, stop := e.start(t, Subscription{Name: "slow", Handler: rec, GapTimeout: 20 * time.Second}, tn, rep)
-	waitRunning(t, w)
-	if h.live != nil {
-		h.live(t, e.cfg.Checkpoints, "slow")
-	}
+	e := startFaultCase(t, h, Subscription{Name: "slow", Handler: rec, GapTimeout: 20 * time.Second})
+	rep, stop, tn := e.rep, e.stop, faultTuning
 	appendVersions(t, e.s, []string{"g", "ok"}, 0, 2)
 	if _, err := e.s.Append(context.Background(), store.Commit{AggregateID: "g", Version: 3, Events: deposit(t)}); err != nil {
 		t.Fatal(err)
