@@ -690,6 +690,9 @@ func TestCompatSameMillisecondCommits(t *testing.T) {
 		if from != "" {
 			after = store.FromCommitID(from)
 		}
-		compatSameCommits(t, fmt.Sprintf("scan from %q", from), compatCollect(t, env.store.Scan(ctx, after)), got)
+		// Read by a store whose clock is at the commits' time: to a reader
+		// with the real clock, commit ids in 2030 lie past
+		// store.MaxCommitIDAhead, which makes them corrupt.
+		compatSameCommits(t, fmt.Sprintf("scan from %q", from), compatCollect(t, s.Scan(ctx, after)), got)
 	}
 }

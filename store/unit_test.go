@@ -175,10 +175,11 @@ func item(commitID, aggregateID string, version int) map[string]types.AttributeV
 // over a page boundary: the scan must still give them in version order, and
 // resume exactly from the middle of the run.
 func TestScanOrdersTiesAcrossPages(t *testing.T) {
+	id1, id2, id3 := FormatCommitID(1, "a"), FormatCommitID(2, "b"), FormatCommitID(3, "a")
 	pages := [][]map[string]types.AttributeValue{
-		{item("1:a", "a", 0), item("2:b", "b", 3), item("2:b", "b", 1)},
-		{item("2:b", "b", 0), item("2:b", "b", 2)},
-		{item("2:b", "b", 4), item("3:a", "a", 1)},
+		{item(id1, "a", 0), item(id2, "b", 3), item(id2, "b", 1)},
+		{item(id2, "b", 0), item(id2, "b", 2)},
+		{item(id2, "b", 4), item(id3, "a", 1)},
 	}
 	api := &fakeAPI{query: func(in *dynamodb.QueryInput) (*dynamodb.QueryOutput, error) {
 		i := 0
@@ -205,12 +206,15 @@ func TestScanOrdersTiesAcrossPages(t *testing.T) {
 		}
 		return got
 	}
-	want := []string{"1:a#0", "2:b#0", "2:b#1", "2:b#2", "2:b#3", "2:b#4", "3:a#1"}
+	want := []string{id1 + "#0", id2 + "#0", id2 + "#1", id2 + "#2", id2 + "#3", id2 + "#4", id3 + "#1"}
 	if got := read(Position{}); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("scan = %v, want %v", got, want)
 	}
 	for k := range want {
-		pos := Position{CommitID: strings.Split(want[k], "#")[0], AggregateID: string(want[k][2]), Version: int64(want[k][len(want[k])-1] - '0')}
+		pos, err := ParsePosition(want[k])
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got := read(pos); strings.Join(got, " ") != strings.Join(want[k+1:], " ") {
 			t.Fatalf("scan after %v = %v, want %v", pos, got, want[k+1:])
 		}
