@@ -448,8 +448,10 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 		}
 		if broken {
 			h.omu.Lock()
+			broke := h.str
 			h.str = nil
 			h.omu.Unlock()
+			h.dropHeld(broke)
 			continue
 		}
 		takeover := h.w.cfg.Clock().Add(h.s.Stream.Margin)
@@ -478,8 +480,10 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 		tick.Stop()
 		if broken {
 			h.omu.Lock()
+			broke := h.str
 			h.str = nil
 			h.omu.Unlock()
+			h.dropHeld(broke)
 			continue
 		}
 		stop()

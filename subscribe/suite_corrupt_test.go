@@ -444,3 +444,30 @@ func testGapFilledInTime(t *testing.T, h sourceHarness) {
 		t.Errorf("parked %v, want nothing", p)
 	}
 }
+
+// testGapAcrossRestart: a version held behind a gap when the worker stops
+// is not lost: the checkpoint stays before it, the next worker reads it
+// again, waits its own GapTimeout and parks it with the gap as reason.
+func testGapAcrossRestart(t *testing.T, h sourceHarness) {
+	col := &commitCollector{}
+	sub := Subscription{Name: "restart", Handler: col, GapTimeout: time.Minute}
+	e := startFaultCase(t, h, sub)
+	want := appendVersions(t, e.s, []string{"g", "ok"}, 0, 2)
+	if _, err := e.s.Append(context.Background(), store.Commit{AggregateID: "g", Version: 3, Events: deposit(t)}); err != nil {
+		t.Fatal(err)
+	}
+	last := appendVersions(t, e.s, []string{"ok"}, 2, 3)
+	want = append(want, last...)
+	ddbtest.Eventually(t, 10*time.Second, func() bool { return col.count() >= len(want) }, "ok#2 not delivered")
+	faultTuning.waitQuiet(last[0]) // the source has read g#3 and holds it
+	mustStop(t, e.stop)
+	if _, gaps := e.rep.counts(); gaps != 0 || len(parkedOf(t, e.cfg.Checkpoints, "restart")) != 0 {
+		t.Fatal("the gap was handled before GapTimeout")
+	}
+	sub.GapTimeout = 500 * time.Millisecond
+	_, stop := e.start(t, sub, faultTuning, e.rep)
+	ddbtest.Eventually(t, 10*time.Second, func() bool { return len(parkedOf(t, e.cfg.Checkpoints, "restart")) > 0 }, "g#3 was not parked after the restart")
+	mustStop(t, stop)
+	col.check(t, want)
+	checkParked(t, parkedOf(t, e.cfg.Checkpoints, "restart"), map[string]string{"g#3": "version 2 missing"})
+}

@@ -164,6 +164,7 @@ func runSourceSuite(t *testing.T, h sourceHarness) {
 		run(t, "unfillable_park", func(t *testing.T, h sourceHarness) { testGapUnfillable(t, h, CorruptPark) })
 		run(t, "unfillable_skip", func(t *testing.T, h sourceHarness) { testGapUnfillable(t, h, CorruptSkip) })
 		run(t, "filled_in_time", testGapFilledInTime)
+		run(t, "across_restart", testGapAcrossRestart)
 	})
 }
 
