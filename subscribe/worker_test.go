@@ -3,9 +3,11 @@ package subscribe
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
 	"github.com/dynamodb-event-store/eventstore/checkpoint/memcheckpoint"
 	"github.com/dynamodb-event-store/eventstore/internal/ddbtest"
 	"github.com/dynamodb-event-store/eventstore/store"
@@ -78,6 +80,8 @@ func TestRegisterRejectsBadSubscriptions(t *testing.T) {
 		"bad concurrency": {Name: "a", Handler: h, Concurrency: -1},
 		"bad policy":      {Name: "a", Handler: h, Policy: Policy(9)},
 		"bad polls":       {Name: "a", Handler: h, Index: IndexOptions{PollMin: time.Second, PollMax: time.Millisecond}},
+		"bad corrupt":     {Name: "a", Handler: h, Corrupt: CorruptPolicy(7)},
+		"bad gap timeout": {Name: "a", Handler: h, GapTimeout: -time.Second},
 	}
 	for name, sub := range cases {
 		if err := w.Register(sub); !errors.Is(err, ErrInvalidConfig) {
@@ -92,5 +96,25 @@ func TestRegisterRejectsBadSubscriptions(t *testing.T) {
 	}
 	if _, err := NewWorker(Config{}); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("NewWorker without reader: %v", err)
+	}
+	// Parking corrupt items (the default) needs a park store, even when
+	// failed commits are skipped.
+	noPark, err := NewWorker(Config{Reader: newTable(t, store.Config{}), Checkpoints: struct{ checkpoint.Store }{memcheckpoint.New()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := noPark.Register(Subscription{Name: "p", Handler: h, Policy: PolicySkip}); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "Corrupt park") {
+		t.Fatalf("Register parking corrupt items without a park store = %v, want ErrInvalidConfig naming Corrupt", err)
+	}
+	if err := noPark.Register(Subscription{Name: "p", Handler: h, Policy: PolicySkip, Corrupt: CorruptSkip}); err != nil {
+		t.Fatalf("Register skipping both without a park store: %v", err)
+	}
+	for _, s := range []string{"park", "skip"} {
+		if p, err := ParseCorruptPolicy(s); err != nil || p.String() != s {
+			t.Errorf("ParseCorruptPolicy(%q) = %v, %v", s, p, err)
+		}
+	}
+	if _, err := ParseCorruptPolicy("stop"); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("ParseCorruptPolicy(stop) = %v, want ErrInvalidConfig", err)
 	}
 }
