@@ -43,9 +43,9 @@ type sequencer struct {
 	max     int
 	gapWait time.Duration
 
-	aggs map[string]*aggState
-	lru  list.List // of *aggState, least recently active first
-	gaps int       // aggregates with commits held for a gap
+	aggs   map[string]*aggState
+	lru    list.List            // of *aggState, least recently active first
+	gapped map[string]*aggState // aggregates with commits held for a gap
 
 	// floor: every commit at or before it is handled, unless it is one of
 	// the late ones the checkpoint lists. It rises when an aggregate is
@@ -100,7 +100,7 @@ type sink struct {
 
 func newSequencer(w *Worker, s Subscription, floor store.Position) *sequencer {
 	return &sequencer{sub: s.Name, reader: w.cfg.Reader, hooks: &w.hooks, log: w.log, clock: w.cfg.Clock,
-		max: s.MaxTrackedAggregates, gapWait: s.GapTimeout, aggs: map[string]*aggState{}, floor: floor}
+		max: s.MaxTrackedAggregates, gapWait: s.GapTimeout, aggs: map[string]*aggState{}, gapped: map[string]*aggState{}, floor: floor}
 }
 
 // readItem returns the item a read gave: a commit, or an item that is not a
@@ -248,7 +248,7 @@ func (q *sequencer) hold(st *aggState, items []seqItem, to sink) int {
 	if n > 0 && st.gapSince.IsZero() {
 		now := q.clock()
 		st.gapSince, st.checked = now, now
-		q.gaps++
+		q.gapped[st.id] = st
 		q.log.Warn("a version is missing from the table; holding the aggregate's later versions until it comes or the gap timeout passes",
 			"subscription", q.sub, "aggregate", st.id, "missing", st.next, "held", st.held[0].c.Version, "gapTimeout", q.gapWait)
 	}
@@ -269,11 +269,15 @@ func (q *sequencer) deliver(st *aggState, it seqItem, to sink) error {
 	if err := to.emit(it.c, it.cause); err != nil {
 		return err
 	}
-	if de, ok := it.cause.(*store.DecodeError); ok {
-		q.report(de)
-	}
 	q.lru.MoveToBack(st.elem)
 	st.next = max(st.next, it.c.Version+1) // Version ≤ store.MaxVersion: no overflow
+	if de, ok := it.cause.(*store.DecodeError); ok {
+		// Its commit id may place it anywhere (a year ahead, "garbage"):
+		// it does not count as the aggregate's last position, which
+		// decides when the aggregate may be forgotten.
+		q.report(de)
+		return nil
+	}
 	if p := it.c.Position(); p.Compare(st.last) > 0 {
 		st.last = p
 	}
@@ -295,14 +299,8 @@ func (q *sequencer) report(de *store.DecodeError) {
 // force, every gap: nothing will fill them) as unfillable. Versions read
 // from the table go to to.
 func (q *sequencer) recheck(ctx context.Context, force bool, to sink) error {
-	if q.gaps == 0 {
-		return nil
-	}
 	now := q.clock()
-	for _, st := range q.aggs {
-		if len(st.held) == 0 {
-			continue
-		}
+	for _, st := range q.gapped {
 		due := now.Sub(st.gapSince) >= q.gapWait
 		if !force && !due && now.Sub(st.checked) < q.gapCheckEvery() {
 			continue
@@ -362,17 +360,14 @@ func (q *sequencer) resolve(ctx context.Context, st *aggState, now time.Time, un
 		st.held = st.held[1:]
 	}
 	st.held, st.gapSince = nil, time.Time{}
-	q.gaps--
+	delete(q.gapped, st.id)
 	return nil
 }
 
 // holding returns how many items owner left held.
 func (q *sequencer) holding(owner any) int {
 	n := 0
-	if q.gaps == 0 {
-		return 0
-	}
-	for _, st := range q.aggs {
+	for _, st := range q.gapped {
 		for _, h := range st.held {
 			if h.to.owner == owner {
 				n++
@@ -385,17 +380,11 @@ func (q *sequencer) holding(owner any) int {
 // dropHeld forgets the items owner left held (the source stopped and reads
 // them again), and the gaps nothing holds any more.
 func (q *sequencer) dropHeld(owner any) {
-	if q.gaps == 0 {
-		return
-	}
-	for _, st := range q.aggs {
-		if len(st.held) == 0 {
-			continue
-		}
+	for id, st := range q.gapped {
 		st.held = slices.DeleteFunc(st.held, func(h heldItem) bool { return h.to.owner == owner })
 		if len(st.held) == 0 {
 			st.held, st.gapSince = nil, time.Time{}
-			q.gaps--
+			delete(q.gapped, id)
 		}
 	}
 }
