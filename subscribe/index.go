@@ -259,7 +259,7 @@ func (s *indexSource) recheck(ctx context.Context, out sink) error {
 		s.lock.Lock()
 		defer s.lock.Unlock()
 	}
-	return s.seq.recheck(ctx, false, out)
+	return s.seq.recheck(ctx, out)
 }
 
 // deliverPending reads the late commits a checkpoint listed and emits them.

@@ -295,17 +295,16 @@ func (q *sequencer) report(de *store.DecodeError) {
 
 // recheck reads the table again for the gaps of aggregates holding
 // versions back, at most every gapCheckEvery, delivering what the gaps'
-// versions free, and handles each gap found GapTimeout ago or more (with
-// force, every gap: nothing will fill them) as unfillable. Versions read
-// from the table go to to.
-func (q *sequencer) recheck(ctx context.Context, force bool, to sink) error {
+// versions free, and handles each gap found GapTimeout ago or more as
+// unfillable. Versions read from the table go to to.
+func (q *sequencer) recheck(ctx context.Context, to sink) error {
 	now := q.clock()
 	for _, st := range q.gapped {
 		due := now.Sub(st.gapSince) >= q.gapWait
-		if !force && !due && now.Sub(st.checked) < q.gapCheckEvery() {
+		if !due && now.Sub(st.checked) < q.gapCheckEvery() {
 			continue
 		}
-		if err := q.resolve(ctx, st, now, force || due, to); err != nil {
+		if err := q.resolve(ctx, st, now, due, to); err != nil {
 			return err
 		}
 	}

@@ -118,7 +118,7 @@ func (h *seqHarness) offer(t *testing.T, it seqItem) {
 
 func (h *seqHarness) recheck(t *testing.T) {
 	t.Helper()
-	if err := h.q.recheck(context.Background(), false, h.sink()); err != nil {
+	if err := h.q.recheck(context.Background(), h.sink()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -350,8 +350,8 @@ func (st *streamSource) run(ctx context.Context) error {
 }
 
 // flushAll delivers every commit held for a gap, repairing from the table;
-// a gap the table does not fill is handled by the Corrupt policy at once:
-// nothing more comes from the shard to fill it.
+// a gap the table does not fill is handled by the Corrupt policy once
+// GapTimeout has passed, as while the shard was read.
 func (st *streamSource) flushAll(ctx context.Context) error {
 	for {
 		st.h.mu.Lock()
@@ -364,10 +364,14 @@ func (st *streamSource) flushAll(ctx context.Context) error {
 			return err
 		}
 		st.h.mu.Lock()
-		err := st.h.seq.recheck(ctx, true, st.sink(ctx))
+		err := st.h.seq.recheck(ctx, st.sink(ctx))
+		holding := st.h.seq.holding(st)
 		st.h.mu.Unlock()
 		if err != nil {
 			return err
+		}
+		if holding > 0 && !sleep(ctx, st.h.seq.gapCheckEvery()) {
+			return ctx.Err()
 		}
 	}
 }
@@ -505,7 +509,7 @@ func (st *streamSource) flushLoop(ctx context.Context) {
 		err := st.flush(ctx, st.h.w.cfg.Clock().Add(-wait))
 		if err == nil {
 			st.h.mu.Lock()
-			err = st.h.seq.recheck(ctx, false, st.sink(ctx))
+			err = st.h.seq.recheck(ctx, st.sink(ctx))
 			st.h.mu.Unlock()
 		}
 		if err != nil && ctx.Err() == nil {
