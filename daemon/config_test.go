@@ -365,11 +365,6 @@ func TestConfigInvalid(t *testing.T) {
 		{"circuit open after", with(stdout, "--circuit-open-after", "0"), nil, "", Options{}, "--circuit-open-after 0: want 1 or more, or -1 (never open)"},
 		{"file max record age", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","maxRecordAge":"-1h","handler":{"type":"stdout"}}]}`, Options{}, "FILE: subscriptions[0].maxRecordAge -1h0m0s: want a positive duration"},
 		{"file backoff", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","backoffInitial":"1m","backoffMax":"30s","handler":{"type":"stdout"}}]}`, Options{}, "FILE: subscriptions[0].backoffMax 30s: want at least backoffInitial (1m0s)"},
-		{"corrupt", with(stdout, "--corrupt", "ignore"), nil, "", Options{}, `--corrupt "ignore": want park or skip`},
-		{"corrupt variable", stdout, map[string]string{"EVENTSTORE_CORRUPT": "drop"}, "", Options{}, `EVENTSTORE_CORRUPT="drop": want park or skip`},
-		{"gap timeout", with(stdout, "--gap-timeout", "0s"), nil, "", Options{}, "--gap-timeout 0s: want a positive duration"},
-		{"gap timeout file", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","gapTimeout":"-1s","handler":{"type":"stdout"}}]}`, Options{}, "FILE: subscriptions[0].gapTimeout -1s: want a positive duration"},
-		{"corrupt file", []string{"--config", "FILE"}, nil, `{"subscriptions":[{"name":"a","corrupt":"stop","handler":{"type":"stdout"}}]}`, Options{}, `FILE: subscriptions[0].corrupt "stop": want park or skip`},
 		{"batch for a Go handler", []string{"--webhook-batch", "5"}, nil, "", goOpts, "--webhook-batch 5: the Go handler takes one commit at a time"},
 		{"Go handler twice", nil, nil, "", Options{Handlers: goOpts.Handlers, BatchHandlers: map[string]subscribe.BatchHandler{"g": nil}}, `Options.BatchHandlers "g": also in Options.Handlers`},
 

@@ -74,6 +74,9 @@ var knobCases = []knobCase{
 	{flag: "handler-timeout", value: "0s", json: `"0s"`, shown: "0s", want: "want a positive duration"},
 	{flag: "circuit-open-after", value: "0", json: `0`, shown: "0", want: "want 1 or more, or -1 (never open)"},
 	{flag: "circuit-open-after", value: "-2", json: `-2`, shown: "-2", want: "want 1 or more, or -1 (never open)"},
+	{flag: "corrupt", value: "stop", json: `"stop"`, shown: `"stop"`, want: "want park or skip"},
+	{flag: "gap-timeout", value: "0s", json: `"0s"`, shown: "0s", want: "want a positive duration"},
+	{flag: "gap-timeout", value: "-1s", json: `"-1s"`, shown: "-1s", want: "want a positive duration"},
 }
 
 // knobsElsewhere are settings this table leaves to other tests, and why.
