@@ -23,28 +23,16 @@ func TestCorruptAndGapWithDefaults(t *testing.T) {
 	if os.Getenv("EVENTSTORE_FAULT_DEFAULTS") == "" {
 		t.Skip("set EVENTSTORE_FAULT_DEFAULTS=1 to run (about 40 s)")
 	}
-	e := newSuiteEnv(t, indexHarness, store.Config{})
+	defaults := indexHarness
+	defaults.configure = func(sub *Subscription, _ tuning) { sub.Source = SourceIndex } // every option its default
+	e := newSuiteEnv(t, defaults, store.Config{})
 	rep := &faultReports{}
 	rec := newRecorder()
-	w, err := NewWorker(Config{Reader: e.s, Checkpoints: e.cfg.Checkpoints, Hooks: []any{rep}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Register(Subscription{Name: "defaults", Handler: rec}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	w, stop := e.start(t, Subscription{Name: "defaults", Handler: rec}, tuning{}, rep)
+	defer mustStop(t, stop)
 	waitRunning(t, w)
 	appendVersions(t, e.s, []string{"g"}, 0, 2)
-	if _, err := e.s.Append(ctx, store.Commit{AggregateID: "g", Version: 3, Events: deposit(t)}); err != nil {
+	if _, err := e.s.Append(context.Background(), store.Commit{AggregateID: "g", Version: 3, Events: deposit(t)}); err != nil {
 		t.Fatal(err)
 	}
 	gapAt := time.Now()
