@@ -152,7 +152,10 @@ func (q *sequencer) offer(ctx context.Context, it seqItem, reread bool, to sink)
 		}
 		return false, nil
 	case st != nil && len(st.held) > 0:
-		return q.hold(st, []seqItem{it}, to) > 0, nil
+		if q.hold(st, []seqItem{it}, to) == 0 {
+			return false, nil
+		}
+		return true, q.deliverHeld(st) // it may be the missing version
 	case st != nil && c.Version == st.next:
 		return true, q.deliver(st, it, to)
 	case st != nil:
@@ -320,18 +323,10 @@ func (q *sequencer) gapCheckEvery() time.Duration {
 // their gaps, and, with unfillable, across the gaps it does not fill.
 func (q *sequencer) resolve(ctx context.Context, st *aggState, now time.Time, unfillable bool, to sink) error {
 	for len(st.held) > 0 {
-		first := st.held[0]
-		switch {
-		case first.c.Version < st.next:
-			st.held = st.held[1:]
-			continue
-		case first.c.Version == st.next:
-			if err := q.deliver(st, first.seqItem, first.to); err != nil {
-				return err
-			}
-			st.held = st.held[1:]
-			continue
+		if err := q.deliverHeld(st); err != nil || len(st.held) == 0 {
+			return err
 		}
+		first := st.held[0]
 		found, err := q.fetch(ctx, st.id, st.next, first.c.Version, to)
 		if err != nil {
 			return err
@@ -358,9 +353,31 @@ func (q *sequencer) resolve(ctx context.Context, st *aggState, now time.Time, un
 		}
 		st.held = st.held[1:]
 	}
+	q.ungap(st)
+	return nil
+}
+
+// deliverHeld delivers the held versions that follow on from the next one,
+// without reading the table; the gap is closed once none is held.
+func (q *sequencer) deliverHeld(st *aggState) error {
+	for len(st.held) > 0 && st.held[0].c.Version <= st.next {
+		if first := st.held[0]; first.c.Version == st.next {
+			if err := q.deliver(st, first.seqItem, first.to); err != nil {
+				return err
+			}
+		}
+		st.held = st.held[1:]
+	}
+	if len(st.held) == 0 {
+		q.ungap(st)
+	}
+	return nil
+}
+
+// ungap forgets the aggregate's gap: it holds nothing.
+func (q *sequencer) ungap(st *aggState) {
 	st.held, st.gapSince = nil, time.Time{}
 	delete(q.gapped, st.id)
-	return nil
 }
 
 // holding returns how many items owner left held.
@@ -379,11 +396,10 @@ func (q *sequencer) holding(owner any) int {
 // dropHeld forgets the items owner left held (the source stopped and reads
 // them again), and the gaps nothing holds any more.
 func (q *sequencer) dropHeld(owner any) {
-	for id, st := range q.gapped {
+	for _, st := range q.gapped {
 		st.held = slices.DeleteFunc(st.held, func(h heldItem) bool { return h.to.owner == owner })
 		if len(st.held) == 0 {
-			st.held, st.gapSince = nil, time.Time{}
-			delete(q.gapped, id)
+			q.ungap(st)
 		}
 	}
 }

@@ -197,6 +197,12 @@ func TestGapFilledBeforeTimeout(t *testing.T) {
 	h.now = h.now.Add(10 * time.Second)
 	h.recheck(t)
 	h.want(t, "a#0", "a#1", "a#2")
+	// A missing version the source itself reads frees the held ones at
+	// once, with no read of the table.
+	h.offer(t, h.commit("b", 0))
+	h.offer(t, h.commit("b", 2))
+	h.offer(t, h.commit("b", 1))
+	h.want(t, "a#0", "a#1", "a#2", "b#0", "b#1", "b#2")
 	if c, g := h.rep.counts(); c != 0 || g != 0 {
 		t.Fatalf("reported %d corrupt, %d gaps; want none", c, g)
 	}
