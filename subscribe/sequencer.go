@@ -3,6 +3,7 @@ package subscribe
 import (
 	"container/list"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -113,7 +114,13 @@ func readItem(c Commit, err error) (seqItem, bool) {
 	if !errors.As(err, &de) || de.AggregateID == "" {
 		return seqItem{}, false
 	}
-	return seqItem{c: de.Commit, cause: de}, true
+	c = de.Commit
+	if c.Events != nil && !json.Valid(c.Events) {
+		// Kept as a JSON string of the text as stored, so that the parked
+		// item can be listed and handed on as JSON.
+		c.Events, _ = json.Marshal(string(c.Events)) // a string always marshals
+	}
+	return seqItem{c: c, cause: de}, true
 }
 
 // unordered reports whether it has no place in its aggregate's order: its

@@ -2,6 +2,7 @@ package subscribe
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -205,7 +206,7 @@ func corruptions() []corruption {
 		}, true},
 		{store.KindBadCommittedAt, func(_ string, item map[string]types.AttributeValue) { delete(item, store.AttrCommittedAt) }, true},
 		{store.KindEventsNotArray, func(_ string, item map[string]types.AttributeValue) {
-			item[store.AttrEvents] = s(`{"type":"deposited"}`)
+			item[store.AttrEvents] = s(brokenEvents)
 		}, true},
 	}
 }
@@ -236,6 +237,9 @@ func startFaultCase(t *testing.T, h sourceHarness, sub Subscription) *faultCase 
 	}
 	return fc
 }
+
+// brokenEvents are events that are not JSON.
+const brokenEvents = `[{"type":"deposited","amount":`
 
 // maxInt64Version is a version above store.MaxVersion: 2^63−1.
 const maxInt64Version = "9223372036854775807"
@@ -308,6 +312,23 @@ func testCorruptKinds(t *testing.T, h sourceHarness, policy CorruptPolicy) {
 	}
 
 	checkParked(t, parkedOf(t, e.cfg.Checkpoints, "corrupt"), wantParked)
+	if policy == CorruptPark {
+		// Events that are not JSON are parked as a JSON string of their
+		// text, so that the parked item lists and replays as JSON.
+		id := "k-" + string(store.KindEventsNotArray)
+		for p, err := range e.cfg.Checkpoints.(checkpoint.ParkStore).Parked(context.Background(), "corrupt", id) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Commit.Version != 1 {
+				continue
+			}
+			var text string
+			if err := json.Unmarshal(p.Commit.Events, &text); err != nil || text != brokenEvents {
+				t.Errorf("%s#1 parked with events %s, want the JSON string of %q", id, p.Commit.Events, brokenEvents)
+			}
+		}
+	}
 	if policy == CorruptSkip {
 		slices.Sort(rep.skipped)
 		var wantSkipped []string
