@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,10 +47,6 @@ func newSlogCapture() *slogCapture {
 func (h *slogCapture) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h *slogCapture) Handle(_ context.Context, r slog.Record) error {
-	if os.Getenv("DEBUGLOG") != "" {
-		fmt.Fprintln(os.Stderr, r.Level, r.Message, h.attrs)
-		r.Attrs(func(a slog.Attr) bool { fmt.Fprintln(os.Stderr, "   ", a.Key, a.Value); return true })
-	}
 	rec := loggedRecord{level: r.Level, msg: r.Message, attrs: map[string]string{}}
 	for _, a := range h.attrs {
 		rec.attrs[a.Key] = a.Value.String()
