@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint/dynamocheckpoint"
+	"github.com/dynamodb-event-store/eventstore/internal/awscfg"
 	"github.com/dynamodb-event-store/eventstore/store"
 	"github.com/dynamodb-event-store/eventstore/subscribe"
 )
@@ -41,6 +42,15 @@ const (
 	DefaultLeaseDuration = 20 * time.Second
 	DefaultLeaseRenew    = 5 * time.Second
 	DefaultBalanceEvery  = 5 * time.Second
+	// DefaultFailAfter is how long reads, checkpoint saves, lease
+	// renewals or lease listings may fail before /readyz says so (see
+	// docs/health.md).
+	DefaultFailAfter = 10 * time.Second
+	// DefaultAWSAttemptTimeout and DefaultAWSCallTimeout bound each
+	// attempt of a DynamoDB or DynamoDB Streams call and the whole call,
+	// retries included.
+	DefaultAWSAttemptTimeout = awscfg.DefaultAttemptTimeout
+	DefaultAWSCallTimeout    = awscfg.DefaultCallTimeout
 	// ListenOff as Config.Listen disables the HTTP listener.
 	ListenOff = "off"
 	// EnvPrefix starts the name of every setting's environment variable:
@@ -105,6 +115,16 @@ type Config struct {
 	// BalanceEvery is how often this process looks for free, expired or
 	// unevenly spread units, and takes or gives one. Default 5 s.
 	BalanceEvery Duration `json:"balanceEvery,omitempty"`
+	// FailAfter is how long reads of commits, checkpoint saves, lease
+	// renewals or listings of leases may fail without a success before
+	// /readyz answers 503 (see docs/health.md). Default 10 s.
+	FailAfter Duration `json:"failAfter,omitempty"`
+	// AWSAttemptTimeout bounds one attempt of a DynamoDB or DynamoDB
+	// Streams call (the SDK retries a timed-out attempt). Default 5 s.
+	AWSAttemptTimeout Duration `json:"awsAttemptTimeout,omitempty"`
+	// AWSCallTimeout bounds a whole call, retries included. Default 10 s;
+	// at least AWSAttemptTimeout.
+	AWSCallTimeout Duration `json:"awsCallTimeout,omitempty"`
 	// Subscriptions are the subscriptions to run, besides those of
 	// Options.Handlers and Options.BatchHandlers that no entry names.
 	Subscriptions []SubscriptionConfig `json:"subscriptions,omitempty"`
@@ -299,6 +319,9 @@ var settings = []*setting{
 	{flag: "lease-duration", path: "leaseDuration", kind: kDuration, def: DefaultLeaseDuration.String(), usage: "`DURATION` a unit of work (a subscription, an index bucket of it, or a\nstream shard) stays held without renewal; after a crash, other daemons\ntake its units then", top: func(c *Config) any { return &c.LeaseDuration }},
 	{flag: "lease-renew", path: "leaseRenew", kind: kDuration, def: DefaultLeaseRenew.String(), usage: "`DURATION` between renewals of held leases; under half --lease-duration", top: func(c *Config) any { return &c.LeaseRenew }},
 	{flag: "balance-every", path: "balanceEvery", kind: kDuration, def: DefaultBalanceEvery.String(), usage: "`DURATION` between looks at how the units are spread among the daemons\nof a subscription (taking free or expired ones, evening out)", top: func(c *Config) any { return &c.BalanceEvery }},
+	{flag: "fail-after", path: "failAfter", kind: kDuration, def: DefaultFailAfter.String(), usage: "`DURATION` that reads, checkpoint saves or lease renewals may fail\nwithout a success before /readyz answers 503", top: func(c *Config) any { return &c.FailAfter }},
+	{flag: "aws-attempt-timeout", path: "awsAttemptTimeout", kind: kDuration, def: DefaultAWSAttemptTimeout.String(), usage: "`DURATION` bound on one attempt of a DynamoDB or DynamoDB Streams call;\na timed-out attempt is retried", top: func(c *Config) any { return &c.AWSAttemptTimeout }},
+	{flag: "aws-call-timeout", path: "awsCallTimeout", kind: kDuration, def: DefaultAWSCallTimeout.String(), usage: "`DURATION` bound on a whole DynamoDB or DynamoDB Streams call, retries\nincluded", top: func(c *Config) any { return &c.AWSCallTimeout }},
 	{flag: "owner", path: "owner", kind: kString, usage: "`NAME` of this process in checkpoints (default: host name, process id\nand a random suffix)", top: func(c *Config) any { return &c.Owner }, emptyOK: true},
 
 	{flag: "subscription", path: "name", kind: kString, usage: "run the subscription `NAME` that --source, --start, --policy, --handler,\n--webhook-*, --concurrency, --checkpoint-interval and the retry flags set;\nwith --config, they change the file's subscription of that name (or add it)", sub: func(s *SubscriptionConfig) any { return &s.Name }},

@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dynamodb-event-store/eventstore/internal/awscfg"
 	"github.com/dynamodb-event-store/eventstore/store"
 	"github.com/dynamodb-event-store/eventstore/subscribe"
 	"github.com/dynamodb-event-store/eventstore/subscribe/promhooks"
@@ -61,7 +63,13 @@ type monitor struct {
 	head       headReader
 	clock      func() time.Time
 	stuckAfter time.Duration
-	log        *slog.Logger
+	// failAfter is --fail-after; callTimeout bounds one read of the head
+	// (--aws-call-timeout), for liveness.
+	failAfter, callTimeout time.Duration
+	log                    *slog.Logger
+	// tick is when the probe loop last made progress, by the system
+	// clock: a read of the head returned, or a round began (liveness).
+	tick atomic.Int64
 
 	mu       sync.Mutex
 	headPos  store.Position
@@ -85,7 +93,8 @@ type subTrack struct {
 }
 
 func newMonitor(src healthSource, head headReader, clock func() time.Time, stuckAfter time.Duration, log *slog.Logger) *monitor {
-	return &monitor{src: src, head: head, clock: clock, stuckAfter: stuckAfter, log: log, subs: map[string]*subTrack{}}
+	return &monitor{src: src, head: head, clock: clock, stuckAfter: stuckAfter, log: log, subs: map[string]*subTrack{},
+		failAfter: DefaultFailAfter, callTimeout: DefaultAWSCallTimeout}
 }
 
 // probeInterval is how often the head is read: a quarter of StuckAfter, at
@@ -99,6 +108,7 @@ func (m *monitor) run(ctx context.Context) {
 	t := time.NewTicker(m.probeInterval())
 	defer t.Stop()
 	for {
+		m.ticked()
 		m.probe(ctx)
 		select {
 		case <-ctx.Done():
@@ -121,8 +131,46 @@ func displayName(h subscribe.Health) string {
 	return h.Subscription + "/" + h.Unit
 }
 
+// ticked records that the probe loop made progress.
+func (m *monitor) ticked() { m.tick.Store(time.Now().UnixNano()) }
+
+// liveBound is how long the probe loop may go without progress before
+// /healthz says the process is not live: two probe intervals and one read
+// of the head, bounded by the call timeout.
+func (m *monitor) liveBound() time.Duration { return 2*m.probeInterval() + m.callTimeout }
+
+// liveness answers /healthz: whether the probe loop has made progress
+// within liveBound (by the system clock), and whether the worker answers
+// for its health within healthAnswer. why says what is wrong.
+func (m *monitor) liveness(ctx context.Context) (ok bool, why string) {
+	if last := m.tick.Load(); last != 0 {
+		if since := time.Since(time.Unix(0, last)); since > m.liveBound() {
+			return false, fmt.Sprintf("the monitor's loop has made no progress for %v (bound %v)", since.Round(time.Second), m.liveBound())
+		}
+	}
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		m.src.Health()
+	}()
+	t := time.NewTimer(healthAnswer)
+	defer t.Stop()
+	select {
+	case <-answered:
+		return true, ""
+	case <-t.C:
+		return false, fmt.Sprintf("the worker has not told its health within %v: its state is locked", healthAnswer)
+	case <-ctx.Done():
+		return false, "request cancelled"
+	}
+}
+
+// healthAnswer bounds the wait for the worker's health in /healthz.
+const healthAnswer = 2 * time.Second
+
 // readHead reads the head of the index and, when it has buckets, of each.
 func (m *monitor) readHead(ctx context.Context) (store.Position, bool, map[string]store.Position, error) {
+	defer m.ticked()
 	bh, ok := m.head.(bucketHeads)
 	if !ok || len(bh.Buckets()) < 2 {
 		pos, ok, err := m.head.Head(ctx)
@@ -133,6 +181,7 @@ func (m *monitor) readHead(ctx context.Context) (store.Position, bool, map[strin
 	heads := map[string]store.Position{}
 	for _, b := range bh.Buckets() {
 		p, ok, err := bh.HeadOf(ctx, b)
+		m.ticked()
 		if err != nil {
 			return store.Position{}, false, nil, err
 		}
@@ -249,28 +298,85 @@ func progressOf(position string) string {
 // subStatus is one subscription's state for /readyz and the metrics.
 type subStatus struct {
 	h           subscribe.Health
+	now         time.Time
 	stuck       bool
 	behind      bool          // the head is past the checkpoint
 	stalled     time.Duration // how long work has waited with no progress
 	sinceChange time.Duration
-	stuckAfter  time.Duration
+	bounds      readyBounds
 }
 
-// ready reports whether the subscription runs, reads and is not stuck;
-// why says why not ("" when ok, or when its state says it all).
+// ready reports whether the subscription does its job (see decideReady).
 func (s subStatus) ready() (ok bool, why string) {
-	switch {
-	case s.h.State == subscribe.StateWaiting:
-		return true, "" // holds no unit now: a standby, ready to take one
-	case s.h.State != subscribe.StateRunning:
-		if s.h.Err != nil {
-			return false, s.h.Err.Error()
+	return decideReady(s.h, s.stalled, s.now, s.bounds)
+}
+
+// readyBounds are the settings readiness is decided by.
+type readyBounds struct {
+	failAfter  time.Duration // --fail-after
+	stuckAfter time.Duration // --stuck-after
+}
+
+// decideReady decides whether one entry of the worker's health (a
+// subscription, or a unit of it) shows a daemon doing its job at now, and
+// if not, why (why is "" when ok, or when the state says it all). stalled
+// is how long commits have waited with the checkpoint unmoved. It is the
+// table of docs/health.md, in order:
+//
+//   - a state other than running or waiting: not ready;
+//   - any call refused for its credentials or permissions: not ready at
+//     once (retrying does not help);
+//   - waiting (holds no unit here): not ready when its units were lost
+//     through failures (renewals that failed until the lease expired),
+//     until a listing of the leases succeeds again, or when listing the
+//     leases has failed for failAfter; else ready: a standby;
+//   - running: not ready when reads of commits, checkpoint saves or lease
+//     renewals have failed, with no success since, for failAfter; or when
+//     stuck (stalled for stuckAfter).
+func decideReady(h subscribe.Health, stalled time.Duration, now time.Time, b readyBounds) (ok bool, why string) {
+	failing := func(what string, err error, since time.Time) (bool, string) {
+		if err == nil || since.IsZero() || now.Sub(since) < b.failAfter {
+			return false, ""
+		}
+		return true, fmt.Sprintf("%s failing for %v (--fail-after %v): %v", what, now.Sub(since).Round(time.Second), b.failAfter, err)
+	}
+	switch h.State {
+	case subscribe.StateRunning, subscribe.StateWaiting:
+	default:
+		if h.Err != nil {
+			return false, h.Err.Error()
 		}
 		return false, ""
-	case s.h.Err != nil:
-		return false, "failing: " + s.h.Err.Error()
-	case s.stuck:
-		return false, fmt.Sprintf("stuck: checkpoint unchanged for %v while commits wait (--stuck-after %v)", s.stalled.Round(time.Second), s.stuckAfter)
+	}
+	for _, err := range []error{h.Err, h.ReadErr, h.SaveErr, h.RenewErr} {
+		if awscfg.IsAuthError(err) {
+			return false, "cannot authenticate to AWS (credentials or permissions): " + err.Error()
+		}
+	}
+	if h.State == subscribe.StateWaiting {
+		if h.LostErr != nil {
+			return false, fmt.Sprintf("lost its units through failures %v ago, not handed over; takes them back once the leases can be read: %v", now.Sub(h.LostAt).Round(time.Second), h.LostErr)
+		}
+		if bad, why := failing("listing the leases", h.Err, h.ListErrSince); bad {
+			return false, why
+		}
+		return true, "" // holds no unit now: a standby, ready to take one
+	}
+	for _, f := range []struct {
+		what  string
+		err   error
+		since time.Time
+	}{
+		{"reading commits", h.ReadErr, h.ReadErrSince},
+		{"saving the checkpoint", h.SaveErr, h.SaveErrSince},
+		{"renewing the lease", h.RenewErr, h.RenewErrSince},
+	} {
+		if bad, why := failing(f.what, f.err, f.since); bad {
+			return false, why
+		}
+	}
+	if b.stuckAfter > 0 && stalled >= b.stuckAfter {
+		return false, fmt.Sprintf("stuck: checkpoint unchanged for %v while commits wait (--stuck-after %v)", stalled.Round(time.Second), b.stuckAfter)
 	}
 	return true, ""
 }
@@ -283,7 +389,7 @@ func (m *monitor) status() []subStatus {
 	defer m.mu.Unlock()
 	out := make([]subStatus, len(hs))
 	for i, h := range hs {
-		s := subStatus{h: h, stuckAfter: m.stuckAfter}
+		s := subStatus{h: h, now: now, bounds: readyBounds{failAfter: m.failAfter, stuckAfter: m.stuckAfter}}
 		if t := m.subs[trackKey(h)]; t != nil {
 			s.sinceChange = now.Sub(t.changedAt)
 			if !t.behindSince.IsZero() {

@@ -167,7 +167,7 @@ func TestMonitorStuck(t *testing.T) {
 		w := &fakeWorld{now: t0, head: c2, health: []subscribe.Health{
 			{Subscription: "stopped", State: subscribe.StateStopped, Position: indexPosition(c1), Err: errors.New("subscribe: subscription \"stopped\" stopped at aggregate \"a\" version 1:\nboom")},
 			{Subscription: "starting", State: subscribe.StateStarting},
-			{Subscription: "failing", State: subscribe.StateRunning, Position: indexPosition(c2), Err: errors.New("throttled")},
+			{Subscription: "failing", State: subscribe.StateRunning, Position: indexPosition(c2), Err: errors.New("throttled"), SaveErr: errors.New("throttled"), SaveErrSince: t0},
 		}}
 		m := newMonitor(w, w, w.clock, after, slog.New(slog.DiscardHandler))
 		m.probe(t.Context())
@@ -175,7 +175,7 @@ func TestMonitorStuck(t *testing.T) {
 		ok, body := m.readiness()
 		want := "stopped: stopped, not ready: subscribe: subscription \"stopped\" stopped at aggregate \"a\" version 1: boom\n" +
 			"starting: starting, not ready\n" +
-			"failing: running, not ready: failing: throttled\n"
+			"failing: running, not ready: saving the checkpoint failing for 1h0m0s (--fail-after 10s): throttled\n"
 		if ok || body != want {
 			t.Errorf("readiness %v\n%s\nwant\n%s", ok, body, want)
 		}

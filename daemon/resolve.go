@@ -380,6 +380,15 @@ func checkTop(c *Config, at func(string) origin, p *plan) error {
 	if c.BalanceEvery == 0 && !explicit("balanceEvery") {
 		c.BalanceEvery = Duration(DefaultBalanceEvery)
 	}
+	if c.FailAfter == 0 && !explicit("failAfter") {
+		c.FailAfter = Duration(DefaultFailAfter)
+	}
+	if c.AWSAttemptTimeout == 0 && !explicit("awsAttemptTimeout") {
+		c.AWSAttemptTimeout = Duration(DefaultAWSAttemptTimeout)
+	}
+	if c.AWSCallTimeout == 0 && !explicit("awsCallTimeout") {
+		c.AWSCallTimeout = Duration(max(DefaultAWSCallTimeout, time.Duration(c.AWSAttemptTimeout)))
+	}
 	for _, t := range []struct{ path, v string }{{"table", c.Table}, {"index", c.Index}, {"checkpointTable", c.CheckpointTable}} {
 		if reason := checkTableName(t.v); reason != "" {
 			return at(t.path).errAt(strconv.Quote(t.v), reason)
@@ -424,6 +433,15 @@ func checkTop(c *Config, at func(string) origin, p *plan) error {
 	}
 	if c.BalanceEvery <= 0 {
 		return at("balanceEvery").errAt(c.BalanceEvery.String(), "want a positive duration")
+	}
+	if c.FailAfter <= 0 {
+		return at("failAfter").errAt(c.FailAfter.String(), "want a positive duration")
+	}
+	if c.AWSAttemptTimeout <= 0 {
+		return at("awsAttemptTimeout").errAt(c.AWSAttemptTimeout.String(), "want a positive duration")
+	}
+	if c.AWSCallTimeout < c.AWSAttemptTimeout {
+		return at("awsCallTimeout").errAt(c.AWSCallTimeout.String(), "want a duration of at least awsAttemptTimeout ("+c.AWSAttemptTimeout.String()+")")
 	}
 	if reason := checkName(c.Owner); c.Owner != "" && reason != "" {
 		return at("owner").errAt(strconv.Quote(c.Owner), reason)

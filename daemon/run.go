@@ -158,13 +158,15 @@ func (p *plan) run(ctx context.Context, opts Options, log *slog.Logger) error {
 	cfg := p.cfg
 	var awsCfg aws.Config
 	var err error
+	callBounds := awscfg.Timeouts{Attempt: time.Duration(cfg.AWSAttemptTimeout), Call: time.Duration(cfg.AWSCallTimeout)}
 	if opts.AWSConfig != nil {
 		awsCfg = opts.AWSConfig.Copy()
 		if cfg.Region != "" {
 			awsCfg.Region = cfg.Region
 		}
+		awscfg.Apply(&awsCfg, callBounds, sdkLogger(log))
 	} else {
-		awsCfg, err = awscfg.Load(ctx, awscfg.Options{Region: cfg.Region, Logger: sdkLogger(log)})
+		awsCfg, err = awscfg.Load(ctx, awscfg.Options{Region: cfg.Region, Logger: sdkLogger(log), Timeouts: callBounds})
 	}
 	switch {
 	case isCtxErr(ctx, err):
@@ -238,6 +240,7 @@ func (p *plan) run(ctx context.Context, opts Options, log *slog.Logger) error {
 		}
 	}
 	mon := newMonitor(w, st, opts.Clock, time.Duration(cfg.StuckAfter), log)
+	mon.failAfter, mon.callTimeout = time.Duration(cfg.FailAfter), time.Duration(cfg.AWSCallTimeout)
 	if err := reg.Register(mon); err != nil {
 		return err
 	}
@@ -434,8 +437,15 @@ func newServer(reg *prometheus.Registry, mon *monitor, log *slog.Logger) *http.S
 		Registry:          reg, // promhttp_metric_handler_errors_total
 		EnableOpenMetrics: true,
 	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, req *http.Request) {
+		ok, why := mon.liveness(req.Context())
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "not live: "+why+"\n")
+			return
+		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -449,7 +459,7 @@ func newServer(reg *prometheus.Registry, mon *monitor, log *slog.Logger) *http.S
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, "eventstore worker\n/metrics  Prometheus metrics\n/healthz  200 while the process serves\n/readyz   200 when every subscription runs and none is stuck\n")
+		_, _ = io.WriteString(w, "eventstore worker\n/metrics  Prometheus metrics\n/healthz  200 while the process serves and its loops make progress\n/readyz   200 when every subscription does its job (docs/health.md)\n")
 	})
 	return &http.Server{
 		Handler:           mux,
@@ -518,8 +528,11 @@ given wins. AWS configuration comes from the SDK's standard chain
 (AWS_REGION, AWS_PROFILE, credentials, AWS_ENDPOINT_URL_DYNAMODB).
 
 HTTP (--listen): /metrics (Prometheus), /healthz (200 while the process
-serves), /readyz (200 when every subscription runs and none is stuck; else
-503, with one line per subscription saying why).
+serves and its loops make progress), /readyz (200 when every subscription
+does its job; 503, with one line per subscription saying why, when one has
+stopped or is stuck, when reads, checkpoint saves or lease renewals have
+failed for --fail-after, when units were lost through failures, or when
+AWS refuses the credentials; see docs/health.md).
 
 SIGTERM or SIGINT stops cleanly within --shutdown-timeout: reading stops,
 handlers drain, the last checkpoints are written, exit status 0. A second

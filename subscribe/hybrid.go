@@ -93,6 +93,9 @@ type hybridSource struct {
 	seq *sequencer
 
 	emit emitFunc // set by run
+	// onRead, if not nil, learns the outcome of each read of the stream or
+	// the index and when it began (the unit's record of failing reads).
+	onRead func(err error, began time.Time)
 
 	omu      sync.Mutex
 	origins  map[store.Position]committer // commits in flight, by who emitted them
@@ -409,6 +412,7 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 		<-idxDone
 	}
 	h.omu.Lock()
+	idx.onRead = h.onRead
 	h.idx = idx
 	h.omu.Unlock()
 	h.log.Info("catching up through the index", "subscription", h.s.Name, "from", h.idxStart.After)
@@ -515,7 +519,11 @@ func (h *hybridSource) dropHeld(st *streamSource) {
 func (h *hybridSource) waitStreamARN(ctx context.Context, idxDone <-chan error) (string, error) {
 	table := h.w.cfg.TableName
 	for {
+		began := h.w.cfg.Clock()
 		out, err := h.w.cfg.Tables.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+		if h.onRead != nil && ctx.Err() == nil {
+			h.onRead(err, began)
+		}
 		if err == nil && out.Table != nil && out.Table.StreamSpecification != nil &&
 			aws.ToBool(out.Table.StreamSpecification.StreamEnabled) && aws.ToString(out.Table.LatestStreamArn) != "" {
 			return aws.ToString(out.Table.LatestStreamArn), nil

@@ -100,6 +100,9 @@ type indexSource struct {
 	// flowing is the last poll's watermark in Unix ms when that poll read
 	// commits, else 0.
 	flowing atomic.Int64
+	// onRead, if not nil, learns the outcome of each read and when it
+	// began (the unit's record of failing reads).
+	onRead func(err error, began time.Time)
 }
 
 func newIndexSource(w *Worker, s Subscription, saved string) (*indexSource, error) {
@@ -178,6 +181,13 @@ func (s *indexSource) lag(now time.Time) (int, time.Duration) {
 	return 0, 0
 }
 
+// readDone reports a read's outcome to onRead, if set.
+func (s *indexSource) readDone(err error, began time.Time) {
+	if s.onRead != nil {
+		s.onRead(err, began)
+	}
+}
+
 // done is called by the dispatcher for each handled commit.
 func (s *indexSource) done(c Commit) { s.track.handled(c) }
 
@@ -193,6 +203,7 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			s.readDone(err, s.clock())
 			s.log.Warn("redelivering late commits from the checkpoint failed; retrying", "subscription", s.sub, "err", err)
 			if !sleep(ctx, s.opts.PollMax) {
 				return ctx.Err()
@@ -223,6 +234,7 @@ func (s *indexSource) run(ctx context.Context, emit emitFunc) error {
 		for _, h := range s.hooks.poll {
 			h.OnPoll(s.sub, n, s.clock().Sub(t0), err)
 		}
+		s.readDone(err, t0)
 		switch {
 		case err != nil:
 			s.log.Warn("poll failed; retrying", "subscription", s.sub, "err", err)

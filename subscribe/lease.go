@@ -155,10 +155,11 @@ func (m *leaseManager) run(ctx context.Context) error {
 		defer close(memberDone)
 		m.keepMember(ctx)
 	}()
-	t := time.NewTicker(m.opts.BalanceEvery)
+	t := time.NewTimer(m.opts.BalanceEvery)
 	defer t.Stop()
 	for {
 		m.balance(ctx)
+		t.Reset(m.nextRound())
 		select {
 		case <-ctx.Done():
 			m.r.setState(StateStopping)
@@ -171,6 +172,21 @@ func (m *leaseManager) run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// failedRoundRetry caps the wait before the next balance round after a
+// round whose listing failed.
+const failedRoundRetry = time.Second
+
+// nextRound returns the wait before the next balance round: BalanceEvery,
+// or at most failedRoundRetry after a round whose listing failed, so that
+// a worker that lost its units through an outage takes them back soon
+// after the outage ends.
+func (m *leaseManager) nextRound() time.Duration {
+	if m.roundFailed.Load() {
+		return min(m.opts.BalanceEvery, failedRoundRetry)
+	}
+	return m.opts.BalanceEvery
 }
 
 // keepMember renews this worker's membership every RenewEvery until ctx
@@ -281,6 +297,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 	// of it presents lease 0 and is refused if the unit exists.
 	listed := map[string]checkpoint.Checkpoint{}
 	var listErr error
+	began := r.w.cfg.Clock()
 	for cp, err := range r.w.lister.List(ctx, r.s.Name) {
 		if err != nil {
 			listErr = err
@@ -295,6 +312,12 @@ func (m *leaseManager) balance(ctx context.Context) {
 		r.log.Warn("listing the subscription's leases failed", "err", listErr)
 	}
 	r.setErr(listErr)
+	r.mu.Lock()
+	recordOutcome(new(error), &r.health.ListErrSince, listErr, began)
+	r.mu.Unlock()
+	if listErr == nil {
+		r.leasesListed()
+	}
 	if listErr != nil && r.s.Source != SourceIndex {
 		// A stream subscription's mode is told by its checkpoint without
 		// a unit: a listing that may lack it decides nothing.

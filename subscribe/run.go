@@ -51,6 +51,8 @@ type subRunner struct {
 	requestUnit string
 	stopErr     error
 	stopRun     context.CancelFunc
+	// lostLag is the lag of the unit lost when health.LostErr was set.
+	lostLag time.Duration
 }
 
 func (r *subRunner) setState(st State) {
@@ -91,6 +93,9 @@ func (r *subRunner) snapshots() []Health {
 			if h.State == StateRunning {
 				h.State = StateWaiting
 			}
+			if h.LostErr != nil {
+				h.Lag = r.lostLag + max(r.w.cfg.Clock().Sub(h.LostAt), 0)
+			}
 			list = append(list, running{h: h})
 		}
 	}
@@ -100,7 +105,9 @@ func (r *subRunner) snapshots() []Health {
 	for i, rn := range list {
 		h := rn.h
 		if rn.src != nil && h.State == StateRunning {
-			h.InFlight, h.Lag = rn.src.lag(r.w.cfg.Clock())
+			now := r.w.cfg.Clock()
+			h.InFlight, h.Lag = rn.src.lag(now)
+			h.Lag = max(h.Lag, readFailureLag(h, now))
 		}
 		if rn.disp != nil {
 			rn.disp.mu.Lock()
@@ -166,22 +173,58 @@ func (r *subRunner) unitForLocked(aggregateID string) *unit {
 }
 
 // lag returns the commits read and not handled, and the age of the oldest
-// one, over the units running.
-func (r *subRunner) lag(now time.Time) (int, time.Duration) {
+// one, over the units running, counting for a unit whose reads fail the
+// time since they began to (see readFailureLag). While no unit runs here
+// after one was lost through a failure (Health.LostErr), the age is the
+// lost unit's lag then plus the time since. ok is false when no unit runs
+// and none was lost so: the lag is another worker's to tell.
+func (r *subRunner) lag(now time.Time) (n int, age time.Duration, ok bool) {
 	r.mu.Lock()
 	var srcs []source
 	for _, u := range r.units {
 		if u.src != nil {
 			srcs = append(srcs, u.src)
+			age = max(age, readFailureLag(*u.h, now))
 		}
 	}
+	ok = len(srcs) > 0
+	if !ok && r.health.LostErr != nil {
+		age, ok = r.lostLag+max(now.Sub(r.health.LostAt), 0), true
+	}
 	r.mu.Unlock()
-	n, age := 0, time.Duration(0)
 	for _, src := range srcs {
 		un, ua := src.lag(now)
 		n, age = n+un, max(age, ua)
 	}
-	return n, age
+	return n, age, ok
+}
+
+// reportLag reports the subscription's lag to the lag hooks every
+// CheckpointInterval until ctx ends, by the clock: it keeps growing while
+// nothing is read. A worker that runs no unit of the subscription reports
+// 0 once, after having reported a lag, and then nothing.
+func (r *subRunner) reportLag(ctx context.Context) {
+	if len(r.w.hooks.lag) == 0 {
+		return
+	}
+	t := time.NewTicker(r.s.CheckpointInterval)
+	defer t.Stop()
+	reported := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, age, ok := r.lag(r.w.cfg.Clock())
+		if !ok && !reported {
+			continue
+		}
+		reported = ok
+		for _, h := range r.w.hooks.lag {
+			h.OnLag(r.s.Name, age, n)
+		}
+	}
 }
 
 // stop ends the subscription with err: every unit stops reading and
@@ -229,6 +272,11 @@ func (r *subRunner) run(ctx context.Context) (err error) {
 	r.stopRun = cancel
 	r.mu.Unlock()
 
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		r.reportLag(ctx)
+	}()
 	r.requests = newRequestServer(r)
 	requestsDone := make(chan struct{})
 	go func() {
@@ -244,6 +292,7 @@ func (r *subRunner) run(ctx context.Context) (err error) {
 		unitErr = r.runLeased(ctx)
 	}
 	cancel()
+	<-lagDone
 	<-requestsDone
 	if r.requests != nil {
 		r.requests.wait()
@@ -282,13 +331,21 @@ func (r *subRunner) newSource(u *unit, saved string) (source, error) {
 	}
 	switch r.s.Source {
 	case SourceIndex:
-		return newIndexSource(r.w, u.sub, saved)
+		src, err := newIndexSource(r.w, u.sub, saved)
+		if err == nil {
+			src.onRead = u.readDone
+		}
+		return src, err
 	case SourceStream, SourceAuto:
 		mode := hybridMode{shard: u.shard}
 		if u.leased && u.name == "" {
 			mode.split, mode.epoch = true, u.checkpoint().Lease
 		}
-		return newHybridSource(r.w, u.sub, saved, mode)
+		src, err := newHybridSource(r.w, u.sub, saved, mode)
+		if err == nil {
+			src.onRead = u.readDone
+		}
+		return src, err
 	}
 	return nil, fmt.Errorf("%w: subscription %q: source %v", ErrInvalidConfig, r.s.Name, r.s.Source)
 }

@@ -306,6 +306,7 @@ func (h *hybridSource) newStreamSource(arn string, start streamCheckpoint, initi
 		OnShardEnd:      st.track.ended,
 		OnPositioned:    func() { close(st.positioned) },
 		OnCaughtUp:      st.track.caughtUp,
+		OnCall:          h.onRead,
 	})
 	if err != nil {
 		return nil, err

@@ -181,6 +181,9 @@ func (u *unit) lose(err error) {
 	if !first {
 		return
 	}
+	if lostByError(err) {
+		u.r.unitLost(u, err, u.r.w.cfg.Clock())
+	}
 	u.cancelHandlers()
 	u.stopRead()
 	u.log.Warn("lease lost; the unit's work is cancelled", "err", err)
@@ -399,8 +402,7 @@ func (u *unit) seed(ctx context.Context) string {
 	return string(b)
 }
 
-// saveLoop saves the checkpoint every CheckpointInterval while it moves,
-// and reports lag.
+// saveLoop saves the checkpoint every CheckpointInterval while it moves.
 func (u *unit) saveLoop(ctx context.Context) {
 	r := u.r
 	t := time.NewTicker(r.s.CheckpointInterval)
@@ -411,10 +413,7 @@ func (u *unit) saveLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n, age := r.lag(r.w.cfg.Clock())
-		for _, h := range r.w.hooks.lag {
-			h.OnLag(r.s.Name, age, n)
-		}
+		began := r.w.cfg.Clock()
 		err := u.save(ctx)
 		switch {
 		case err != nil && u.leased && isLost(err):
@@ -425,9 +424,11 @@ func (u *unit) saveLoop(ctx context.Context) {
 			return
 		case err != nil && ctx.Err() == nil:
 			u.setErr(err)
+			u.saveDone(err, began)
 			u.log.Warn("checkpoint save failed; will retry", "err", err)
 		case err == nil:
 			u.setErr(nil)
+			u.saveDone(nil, began)
 		}
 	}
 }
@@ -515,6 +516,9 @@ func (u *unit) keepLease(ctx context.Context, validUntil time.Time) {
 			return
 		case rr = <-res:
 			cancel()
+		}
+		if ctx.Err() == nil {
+			u.renewDone(rr.err, started)
 		}
 		switch {
 		case rr.err == nil:

@@ -376,6 +376,32 @@ type Health struct {
 	// is closed, and when the subscription is not running. The circuit is
 	// the subscription's in this worker: every unit's entry has the same.
 	CircuitOpenSince time.Time
+
+	// Runs of failures, each ended by the next success: the last error
+	// and when the first failed call of the run began (zero while the
+	// calls succeed). ReadErr: reading commits (a poll of the index, a
+	// call to the stream, a read that repairs a gap); SaveErr: saving the
+	// checkpoint; RenewErr: renewing the unit's lease (Config.Leases).
+	// While reads fail, Lag grows from ReadErrSince on.
+	ReadErr       error
+	ReadErrSince  time.Time
+	SaveErr       error
+	SaveErrSince  time.Time
+	RenewErr      error
+	RenewErrSince time.Time
+	// ListErrSince is when listing the subscription's leases began to
+	// fail (Err holds the error), in the entry of a subscription that
+	// runs no unit here; zero once a listing succeeds.
+	ListErrSince time.Time
+	// LostErr, with Config.Leases, in the entry of a subscription that
+	// runs no unit here: why this worker lost a unit through a failure of
+	// its own rather than handing it over or having it taken by another
+	// worker (ErrLeaseExpired after failed renewals, a checkpoint gone),
+	// and LostAt when. Both are cleared once a listing of the leases
+	// succeeds again: from then on, a subscription with no unit here is a
+	// standby.
+	LostErr error
+	LostAt  time.Time
 }
 
 // Health returns a snapshot of every subscription, in registration order.

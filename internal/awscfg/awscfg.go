@@ -4,6 +4,10 @@
 // optional region and DynamoDB endpoint on top, and builds the DynamoDB and
 // DynamoDB Streams clients from it.
 //
+// Every call has an attempt timeout and an overall deadline, and the HTTP
+// transport dial, TLS handshake and response header timeouts (see
+// Timeouts, Apply).
+//
 // On a loopback endpoint (DynamoDB Local) the DynamoDB client does not check
 // response checksums: the emulator's X-Amz-Crc32 header does not match its
 // error bodies, and the SDK would warn of a mismatch on every failed
@@ -35,9 +39,13 @@ type Options struct {
 	// DynamoDB Streams too. Default "": the chain's
 	// (AWS_ENDPOINT_URL_DYNAMODB, the profile's endpoint_url) or AWS's.
 	Endpoint string
-	// Logger receives the SDK's log lines. Default nil: the SDK's default
-	// logger.
+	// Logger receives the SDK's log lines, and the warnings of failed
+	// attempts (see Apply). Default nil: the SDK's default logger, and no
+	// such warnings.
 	Logger logging.Logger
+	// Timeouts bound every call (see Apply). Default: the defaults of
+	// Timeouts.
+	Timeouts Timeouts
 }
 
 // CheckEndpoint returns an error unless endpoint is "" or an absolute http
@@ -72,6 +80,7 @@ func Load(ctx context.Context, opts Options) (aws.Config, error) {
 	if cfg.Region == "" {
 		return aws.Config{}, ErrNoRegion
 	}
+	Apply(&cfg, opts.Timeouts, opts.Logger)
 	return cfg, nil
 }
 

@@ -152,6 +152,12 @@ type Options struct {
 	// shard made at time at returned no record: the shard held nothing
 	// unread then. Called from the shard's goroutine.
 	OnCaughtUp func(shardID string, at time.Time)
+	// OnCall, if not nil, learns the outcome of every call to DynamoDB
+	// Streams (each attempt of DescribeStream, GetShardIterator and
+	// GetRecords, before any retry) and when it began by Clock. Called
+	// from the calling goroutine, not for calls cut short by the end of
+	// Run's context. It must be fast.
+	OnCall func(err error, began time.Time)
 	// Logger receives the reader's logs: shards started and ended at
 	// debug, renewed iterators and retries at info and warn. Default nil:
 	// silent.

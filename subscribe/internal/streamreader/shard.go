@@ -30,7 +30,11 @@ func (r *Reader) call(ctx context.Context, op string, log *slog.Logger, pace fun
 				return err
 			}
 		}
+		began := r.opts.Clock()
 		err := fn()
+		if r.opts.OnCall != nil && ctx.Err() == nil {
+			r.opts.OnCall(err, began)
+		}
 		if err == nil || classify(err) != kindRetry || ctx.Err() != nil {
 			return err
 		}
