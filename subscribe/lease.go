@@ -313,7 +313,12 @@ func (m *leaseManager) balance(ctx context.Context) {
 	}
 	r.setErr(listErr)
 	r.mu.Lock()
-	recordOutcome(new(error), &r.health.ListErrSince, listErr, began)
+	switch {
+	case listErr == nil:
+		r.health.ListErrSince = time.Time{}
+	case r.health.ListErrSince.IsZero():
+		r.health.ListErrSince = began
+	}
 	r.mu.Unlock()
 	if listErr == nil {
 		r.leasesListed()

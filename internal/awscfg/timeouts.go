@@ -99,8 +99,9 @@ func (t Timeouts) Validate() error {
 // is not the SDK's buildable client (a client of the caller's own, kept
 // as it is); each call gets the Call deadline. log, when not nil, receives
 // a warning when an attempt fails with a retryable error (a timeout, a
-// refused or reset connection, throttling, a 5xx) or cannot authenticate,
-// at most one every 10 s, and a line when calls work again.
+// refused or reset connection, throttling, a 5xx) or cannot authenticate:
+// the first failure after a success, then at most one every 10 s; and a
+// debug line when calls work again.
 func Apply(cfg *aws.Config, t Timeouts, log logging.Logger) {
 	t = t.WithDefaults()
 	switch c := cfg.HTTPClient.(type) {
@@ -108,6 +109,11 @@ func Apply(cfg *aws.Config, t Timeouts, log logging.Logger) {
 		cfg.HTTPClient = buildClient(awshttp.NewBuildableClient(), t)
 	case *awshttp.BuildableClient:
 		cfg.HTTPClient = buildClient(c, t)
+	}
+	switch cfg.Credentials.(type) {
+	case nil, aws.AnonymousCredentials, checkedCredentials:
+	default:
+		cfg.Credentials = checkedCredentials{cfg.Credentials}
 	}
 	cfg.APIOptions = append(cfg.APIOptions, func(s *middleware.Stack) error {
 		return s.Initialize.Add(callDeadline(t.Call), middleware.Before)
@@ -171,8 +177,9 @@ func (w *attemptWatch) HandleFinalize(ctx context.Context, in middleware.Finaliz
 			w.log.Logf(logging.Debug, "calls to AWS succeed again (%s %s)", middleware.GetServiceID(ctx), middleware.GetOperationName(ctx))
 		}
 	case auth || retryable:
+		first := !w.failing
 		w.failing = true
-		if now := time.Now(); now.Sub(w.lastWarn) >= failureWarnEvery {
+		if now := time.Now(); first || now.Sub(w.lastWarn) >= failureWarnEvery {
 			w.lastWarn = now
 			what := "the SDK retries it within the call's deadline"
 			if auth {
@@ -183,6 +190,27 @@ func (w *attemptWatch) HandleFinalize(ctx context.Context, in middleware.Finaliz
 		}
 	}
 	return out, md, err
+}
+
+// CredentialsError is the error of a call made with no usable credentials:
+// the configuration's provider found none, or could not refresh them.
+type CredentialsError struct{ Err error }
+
+func (e *CredentialsError) Error() string { return "no usable AWS credentials: " + e.Err.Error() }
+
+func (e *CredentialsError) Unwrap() error { return e.Err }
+
+// checkedCredentials marks the errors of a credentials provider as
+// *CredentialsError, so that callers can tell them (the SDK wraps them in
+// plain text).
+type checkedCredentials struct{ aws.CredentialsProvider }
+
+func (c checkedCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	creds, err := c.CredentialsProvider.Retrieve(ctx)
+	if err != nil && ctx.Err() == nil {
+		return creds, &CredentialsError{Err: err}
+	}
+	return creds, err
 }
 
 // authCodes are the error codes of AWS calls refused for their
@@ -204,14 +232,16 @@ var authCodes = map[string]bool{
 
 // IsAuthError reports whether err is a call refused for its credentials
 // (none, unknown, expired, a bad signature) or its permissions
-// (AccessDeniedException), or a call that could not be signed because no
-// credentials could be found. Retrying such a call does not help.
+// (AccessDeniedException), or a call made without credentials because none
+// could be found (a *CredentialsError, on a configuration Apply was given,
+// or a signing error). Retrying such a call does not help.
 func IsAuthError(err error) bool {
 	if err == nil {
 		return false
 	}
 	var se *v4.SigningError
-	if errors.As(err, &se) {
+	var ce *CredentialsError
+	if errors.As(err, &se) || errors.As(err, &ce) {
 		return true
 	}
 	var ae smithy.APIError

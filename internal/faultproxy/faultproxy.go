@@ -112,6 +112,12 @@ func (p *Proxy) Set(m Mode) error {
 	if p.closed {
 		return errors.New("faultproxy: closed")
 	}
+	if p.mode == AuthFail && m != AuthFail {
+		// Connections answered by the proxy itself end with the mode.
+		for c := range p.conns {
+			_ = c.Close()
+		}
+	}
 	p.mode = m
 	close(p.changed)
 	p.changed = make(chan struct{})
