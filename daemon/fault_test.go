@@ -239,6 +239,7 @@ func TestFaults(t *testing.T) {
 			proxy.SetLatency(c.latency)
 			cfg := e.config(daemon.SubscriptionConfig{Name: "s", Handler: daemon.HandlerConfig{Type: daemon.HandlerStdout}})
 			cfg.Endpoint = proxy.URL()
+			cfg.LogLevel = os.Getenv("FAULT_LOG_LEVEL")
 			r := start(t, cfg, daemon.Options{})
 			w := startWriter(e, 5, 100*time.Millisecond)
 			r.waitReadyz(t, http.StatusOK, 30*time.Second)

@@ -77,10 +77,11 @@ func (r *subRunner) unitLost(u *unit, err error, now time.Time) {
 	r.health.LostErr = err
 }
 
-// leasesListed records a successful listing of the subscription's leases:
-// the connection works, so from now on a subscription that holds no unit
-// here is a standby, whatever it lost before.
-func (r *subRunner) leasesListed() {
+// lossRecovered forgets a unit lost through a failure (Health.LostErr):
+// a unit's lease was renewed since, or a listing of the leases that
+// worked shows every unit held by another live worker, so that this one
+// is a standby.
+func (r *subRunner) lossRecovered() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.health.LostErr, r.health.LostAt, r.lostLag = nil, time.Time{}, 0

@@ -47,6 +47,11 @@ type leaseManager struct {
 	// roundFailed: the last balance round did not get through (a failed
 	// listing); the membership is not renewed until one does.
 	roundFailed atomic.Bool
+	// takeRefused: a Take of the last round was refused (the unit changed
+	// since it was listed: another worker took it, or a renewal of this
+	// worker's, delayed by the network, landed). Only the manager's
+	// goroutine touches it.
+	takeRefused bool
 	// idle counts, per member holding no unit, the rounds it has left
 	// units free since it last held one.
 	idle map[string]int
@@ -179,11 +184,11 @@ func (m *leaseManager) run(ctx context.Context) error {
 const failedRoundRetry = time.Second
 
 // nextRound returns the wait before the next balance round: BalanceEvery,
-// or at most failedRoundRetry after a round whose listing failed, so that
-// a worker that lost its units through an outage takes them back soon
-// after the outage ends.
+// or at most failedRoundRetry after a round whose listing failed or whose
+// Take was refused, so that a worker that lost its units through an
+// outage takes them back soon after the outage ends.
 func (m *leaseManager) nextRound() time.Duration {
-	if m.roundFailed.Load() {
+	if m.roundFailed.Load() || m.takeRefused {
 		return min(m.opts.BalanceEvery, failedRoundRetry)
 	}
 	return m.opts.BalanceEvery
@@ -286,6 +291,7 @@ func (m *leaseManager) reap() {
 func (m *leaseManager) balance(ctx context.Context) {
 	r := m.r
 	m.reap()
+	m.takeRefused = false
 	if ctx.Err() != nil {
 		return
 	}
@@ -320,9 +326,6 @@ func (m *leaseManager) balance(ctx context.Context) {
 		r.health.ListErrSince = began
 	}
 	r.mu.Unlock()
-	if listErr == nil {
-		r.leasesListed()
-	}
 	if listErr != nil && r.s.Source != SourceIndex {
 		// A stream subscription's mode is told by its checkpoint without
 		// a unit: a listing that may lack it decides nothing.
@@ -383,6 +386,11 @@ func (m *leaseManager) balance(ctx context.Context) {
 		}
 		counts[cp.Owner]++
 		byOwner[cp.Owner] = append(byOwner[cp.Owner], spec.name)
+	}
+	if listErr == nil && len(free) == 0 && len(m.held) == 0 {
+		// Every unit is held by a live worker, seen through a listing that
+		// worked: whatever this one lost before, it is now a standby.
+		r.lossRecovered()
 	}
 	// The owners are the live owners of units and the workers whose
 	// membership is live, this one included.
@@ -519,6 +527,7 @@ func (m *leaseManager) take(ctx context.Context, spec unitSpec, seen checkpoint.
 	if err != nil {
 		switch {
 		case errors.Is(err, checkpoint.ErrFenced):
+			m.takeRefused = true
 			r.log.Debug("another worker took the unit first, or its holder renewed it since it was listed", "unit", name, "err", err)
 		case ctx.Err() == nil:
 			r.log.Warn("taking a unit failed", "unit", name, "err", err)

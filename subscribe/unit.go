@@ -523,6 +523,7 @@ func (u *unit) keepLease(ctx context.Context, validUntil time.Time) {
 		switch {
 		case rr.err == nil:
 			lastErr = nil
+			r.lossRecovered()
 			u.cpMu.Lock()
 			u.cp.Expires = rr.cp.Expires
 			u.cpMu.Unlock()

@@ -397,9 +397,10 @@ type Health struct {
 	// runs no unit here: why this worker lost a unit through a failure of
 	// its own rather than handing it over or having it taken by another
 	// worker (ErrLeaseExpired after failed renewals, a checkpoint gone),
-	// and LostAt when. Both are cleared once a listing of the leases
-	// succeeds again: from then on, a subscription with no unit here is a
-	// standby.
+	// and LostAt when the first such loss was. Both are cleared once a
+	// lease of a unit of the subscription is renewed again here, or a
+	// listing of the leases that works shows every unit held by another
+	// live worker (this one is then a standby).
 	LostErr error
 	LostAt  time.Time
 }
