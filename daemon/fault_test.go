@@ -375,12 +375,19 @@ func TestReadyzFaults(t *testing.T) {
 		a := start(t, cfg, daemon.Options{})
 		a.waitReadyz(t, http.StatusOK, 30*time.Second)
 		b := start(t, cfg, daemon.Options{})
-		_, body := b.waitReadyz(t, http.StatusOK, 30*time.Second)
+		b.waitReadyz(t, http.StatusOK, 30*time.Second)
 		e.appendCommits(10, 2)
-		ddbtest.Eventually(t, 30*time.Second, func() bool {
-			_, body = b.readyz()
-			return strings.Contains(body, "waiting, ready")
-		}, "the second daemon is not a standby: %s", body)
+		var bodies [2]string
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			_, bodies[0] = a.readyz()
+			_, bodies[1] = b.readyz()
+			if strings.Contains(bodies[0], "running, ready") && strings.Contains(bodies[1], "waiting, ready") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not one daemon running and the other a standby:\n%s%s", bodies[0], bodies[1])
+			}
+		}
 		// One holds the unit, the other waits, with a healthy connection:
 		// both ready, for longer than a lease and the failure bound.
 		for end := time.Now().Add(daemon.DefaultLeaseDuration); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
