@@ -109,7 +109,7 @@ func (s *stalledSource) run(ctx context.Context, _ emitFunc) error {
 	}
 }
 
-func (s *stalledSource) checkpoint() (string, error)      { return "", nil }
+func (s *stalledSource) checkpoint() (string, error)        { return "", nil }
 func (s *stalledSource) lag(time.Time) (int, time.Duration) { return 0, 0 }
 func (s *stalledSource) done(Commit)                        {}
 
