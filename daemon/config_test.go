@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -334,6 +335,12 @@ func TestConfigInvalid(t *testing.T) {
 		{"log level", stdout, map[string]string{"EVENTSTORE_LOG_LEVEL": "loud"}, "", Options{}, `EVENTSTORE_LOG_LEVEL="loud": want debug, info, warn or error`},
 		{"shutdown timeout", with(stdout, "--shutdown-timeout", "0s"), nil, "", Options{}, "--shutdown-timeout 0s: want 100ms or more"},
 		{"stuck after", with(stdout, "--stuck-after", "-1s"), nil, "", Options{}, "--stuck-after -1s: want a positive duration"},
+		{"fail after", with(stdout, "--fail-after", "0s"), nil, "", Options{}, "--fail-after 0s: want a positive duration"},
+		{"fail after variable", stdout, map[string]string{"EVENTSTORE_FAIL_AFTER": "-3s"}, "", Options{}, "EVENTSTORE_FAIL_AFTER=-3s: want a positive duration"},
+		{"fail after file", []string{"--config", "FILE"}, nil, `{"failAfter":"-1s","subscriptions":[{"name":"a","handler":{"type":"stdout"}}]}`, Options{}, "FILE: failAfter -1s: want a positive duration"},
+		{"attempt timeout", with(stdout, "--aws-attempt-timeout", "0s"), nil, "", Options{}, "--aws-attempt-timeout 0s: want a positive duration"},
+		{"call timeout below the attempt's", with(stdout, "--aws-attempt-timeout", "8s", "--aws-call-timeout", "4s"), nil, "", Options{}, "--aws-call-timeout 4s: want a duration of at least awsAttemptTimeout (8s)"},
+		{"call timeout variable", stdout, map[string]string{"EVENTSTORE_AWS_CALL_TIMEOUT": "1s"}, "", Options{}, "EVENTSTORE_AWS_CALL_TIMEOUT=1s: want a duration of at least awsAttemptTimeout (5s)"},
 		{"no subscription", nil, nil, "", Options{}, "--subscription: no subscription to run"},
 		{"subscription flag without a subscription", []string{"--source", "stream"}, nil, "", Options{}, "--source: no subscription to apply it to"},
 		{"empty subscription", []string{"--subscription", "", "--handler", "stdout"}, nil, "", Options{}, "--subscription: want a subscription name"},
@@ -512,5 +519,35 @@ func TestTimeouts(t *testing.T) {
 		if drain != c.drain || save != c.save {
 			t.Errorf("timeouts(%v) = %v, %v; want %v, %v", c.total, drain, save, c.drain, c.save)
 		}
+	}
+}
+
+// TestConfigFailureBounds: --fail-after and the AWS call timeouts default
+// to the documented values, and are set by flags, variables and the file.
+func TestConfigFailureBounds(t *testing.T) {
+	stdout := []string{"--subscription", "s", "--handler", "stdout"}
+	for _, c := range []struct {
+		name                    string
+		args                    []string
+		env                     map[string]string
+		file                    string
+		failAfter, attempt, all time.Duration
+	}{
+		{"defaults", stdout, nil, "", 10 * time.Second, 5 * time.Second, 10 * time.Second},
+		{"flags", append([]string{"--fail-after", "3s", "--aws-attempt-timeout", "2s", "--aws-call-timeout", "7s"}, stdout...), nil, "", 3 * time.Second, 2 * time.Second, 7 * time.Second},
+		{"variables", stdout, map[string]string{"EVENTSTORE_FAIL_AFTER": "20s", "EVENTSTORE_AWS_ATTEMPT_TIMEOUT": "1s"}, "", 20 * time.Second, time.Second, 10 * time.Second},
+		{"a long attempt raises the call's default", append([]string{"--aws-attempt-timeout", "30s"}, stdout...), nil, "", 10 * time.Second, 30 * time.Second, 30 * time.Second},
+		{"file", []string{"--config", "FILE"}, nil, `{"failAfter":"12s","awsCallTimeout":"15s","subscriptions":[{"name":"a","handler":{"type":"stdout"}}]}`, 12 * time.Second, 5 * time.Second, 15 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := resolveArgs(t, c.args, c.env, c.file, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := []time.Duration{time.Duration(p.cfg.FailAfter), time.Duration(p.cfg.AWSAttemptTimeout), time.Duration(p.cfg.AWSCallTimeout)}
+			if want := []time.Duration{c.failAfter, c.attempt, c.all}; !slices.Equal(got, want) {
+				t.Errorf("failAfter, attempt, call = %v, want %v", got, want)
+			}
+		})
 	}
 }
