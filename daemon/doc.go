@@ -77,12 +77,29 @@
 // # HTTP endpoints
 //
 //	/metrics  Prometheus metrics (below)
-//	/healthz  200 "ok" while the process serves, also while it stops
-//	/readyz   200 when every subscription is running, reading without
-//	          errors and not stuck; 503 otherwise. The body has one line per
-//	          subscription: its name, its state and, when it is not ready,
-//	          why (the error it stopped on, the error it is retrying, or
-//	          stuck).
+//	/healthz  200 "ok" while the process serves and its loops make
+//	          progress (the monitor's reads of the head return within their
+//	          bound, the worker tells its health), also while it stops;
+//	          503 naming what hangs otherwise
+//	/readyz   200 when every subscription does its job; 503 when one has
+//	          stopped or is stuck, when its reads of commits, checkpoint
+//	          saves, lease renewals or listings of leases have failed for
+//	          --fail-after (10 s) with no success, when it lost its units
+//	          through failures rather than handing them over, or when AWS
+//	          refuses its credentials. A standby (another daemon holds the
+//	          units, the connection works) is ready. The body has one line
+//	          per subscription: its name, its state and, when it is not
+//	          ready, why. docs/health.md has the table of states.
+//
+// # Calls that time out
+//
+// Every DynamoDB and DynamoDB Streams call has an attempt timeout
+// (--aws-attempt-timeout, 5 s; a timed-out attempt is retried by the SDK)
+// and an overall deadline (--aws-call-timeout, 10 s); connections have
+// dial and TLS handshake timeouts (3 s) and a response header timeout
+// (the attempt's). A failed attempt is logged as a warning at once (then
+// at most every 10 s). A lease renewal is also bounded by the time left on
+// the lease.
 //
 // # Stuck subscriptions
 //
@@ -113,6 +130,9 @@
 //	eventstore_daemon_checkpoint_saved_timestamp_seconds    gauge    subscription         Unix time of the last checkpoint save (saved only when it moves)
 //	eventstore_daemon_checkpoint_age_seconds                gauge    subscription         seconds since that save
 //	eventstore_daemon_checkpoint_unchanged_seconds          gauge    subscription         seconds since this process last saw the checkpoint move
+//	eventstore_daemon_subscription_failing_seconds          gauge    subscription, call   how long calls of one kind (read, save, renew, list) have failed with no success since; 0 while they succeed
+//	eventstore_daemon_subscription_auth_failed              gauge    subscription         1 when calls are refused for their credentials or permissions
+//	eventstore_daemon_subscription_units_lost               gauge    subscription         1 while the units were lost through failures, not handed over
 //	eventstore_daemon_head_commit_timestamp_seconds         gauge                         commit time of the newest commit in the index
 //	eventstore_daemon_head_reads_total                      counter                       reads of the head
 //	eventstore_daemon_head_read_errors_total                counter                       reads of the head that failed

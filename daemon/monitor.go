@@ -464,6 +464,15 @@ var (
 	descUnchanged = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_checkpoint_unchanged_seconds",
 		"Seconds since this process last saw the subscription's checkpoint move.",
 		[]string{"subscription"}, nil)
+	descFailing = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_failing_seconds",
+		"How long calls of the subscription of one kind (call: read, the commits; save, the checkpoint; renew, the lease; list, the leases) have failed with no success since; 0 while they succeed. /readyz answers 503 from --fail-after on.",
+		[]string{"subscription", "call"}, nil)
+	descAuth = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_auth_failed",
+		"1 when the subscription's last failed call was refused for its credentials or permissions (or none were found), 0 otherwise.",
+		[]string{"subscription"}, nil)
+	descLost = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_units_lost",
+		"1 while this process holds no unit of the subscription after losing them through failures (not handed over), until it renews a lease again or sees every unit held by another live process; 0 otherwise.",
+		[]string{"subscription"}, nil)
 	descHead = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_head_commit_timestamp_seconds",
 		"Commit time (Unix seconds, from its commit id) of the newest commit in the commit-order index; absent until read.",
 		nil, nil)
@@ -477,7 +486,7 @@ var states = []subscribe.State{subscribe.StateIdle, subscribe.StateWaiting, subs
 
 // Describe implements prometheus.Collector.
 func (m *monitor) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descReady, descStuck, descBehind, descStalled, descSaved, descAge, descUnchanged, descHead, descProbes, descProbeErrors} {
+	for _, d := range []*prometheus.Desc{descState, descReady, descStuck, descBehind, descStalled, descSaved, descAge, descUnchanged, descFailing, descAuth, descLost, descHead, descProbes, descProbeErrors} {
 		ch <- d
 	}
 }
@@ -502,6 +511,27 @@ func (m *monitor) Collect(ch chan<- prometheus.Metric) {
 		emit(ch, descBehind, prometheus.GaugeValue, b2f(s.behind), name)
 		emit(ch, descStalled, prometheus.GaugeValue, s.stalled.Seconds(), name)
 		emit(ch, descUnchanged, prometheus.GaugeValue, s.sinceChange.Seconds(), name)
+		listErr := s.h.Err
+		if s.h.ListErrSince.IsZero() {
+			listErr = nil
+		}
+		for _, f := range []struct {
+			call  string
+			err   error
+			since time.Time
+		}{{"read", s.h.ReadErr, s.h.ReadErrSince}, {"save", s.h.SaveErr, s.h.SaveErrSince}, {"renew", s.h.RenewErr, s.h.RenewErrSince}, {"list", listErr, s.h.ListErrSince}} {
+			d := 0.0
+			if f.err != nil && !f.since.IsZero() {
+				d = max(0, now.Sub(f.since).Seconds())
+			}
+			emit(ch, descFailing, prometheus.GaugeValue, d, name, f.call)
+		}
+		auth := false
+		for _, err := range []error{s.h.ReadErr, s.h.SaveErr, s.h.RenewErr, listErr} {
+			auth = auth || awscfg.IsAuthError(err)
+		}
+		emit(ch, descAuth, prometheus.GaugeValue, b2f(auth), name)
+		emit(ch, descLost, prometheus.GaugeValue, b2f(s.h.LostErr != nil), name)
 		if !s.h.SavedAt.IsZero() {
 			emit(ch, descSaved, prometheus.GaugeValue, float64(s.h.SavedAt.UnixMilli())/1000, name)
 			emit(ch, descAge, prometheus.GaugeValue, max(0, now.Sub(s.h.SavedAt).Seconds()), name)

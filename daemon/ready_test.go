@@ -2,12 +2,14 @@ package daemon
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dynamodb-event-store/eventstore/subscribe"
 )
@@ -59,4 +61,65 @@ func TestDecideReady(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMonitorFailureMetrics: the metrics of runs of failures, refused
+// credentials and units lost through failures follow the worker's health
+// and the clock.
+func TestMonitorFailureMetrics(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	badKey := &smithy.GenericAPIError{Code: "UnrecognizedClientException"}
+	w := &fakeWorld{now: t0, health: []subscribe.Health{
+		{Subscription: "reads", State: subscribe.StateRunning, ReadErr: errors.New("refused"), ReadErrSince: t0},
+		{Subscription: "auth", State: subscribe.StateWaiting, Err: badKey, ListErrSince: t0},
+		{Subscription: "lost", State: subscribe.StateWaiting, LostErr: subscribe.ErrLeaseExpired, LostAt: t0},
+		{Subscription: "fine", State: subscribe.StateRunning},
+	}}
+	m := newMonitor(w, w, w.clock, time.Minute, slog.New(slog.DiscardHandler))
+	w.advance(42 * time.Second)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	for _, c := range []struct {
+		metric string
+		labels map[string]string
+		want   float64
+	}{
+		{"eventstore_daemon_subscription_failing_seconds", map[string]string{"subscription": "reads", "call": "read"}, 42},
+		{"eventstore_daemon_subscription_failing_seconds", map[string]string{"subscription": "reads", "call": "save"}, 0},
+		{"eventstore_daemon_subscription_failing_seconds", map[string]string{"subscription": "auth", "call": "list"}, 42},
+		{"eventstore_daemon_subscription_auth_failed", map[string]string{"subscription": "auth"}, 1},
+		{"eventstore_daemon_subscription_auth_failed", map[string]string{"subscription": "reads"}, 0},
+		{"eventstore_daemon_subscription_units_lost", map[string]string{"subscription": "lost"}, 1},
+		{"eventstore_daemon_subscription_units_lost", map[string]string{"subscription": "fine"}, 0},
+		{"eventstore_daemon_subscription_ready", map[string]string{"subscription": "reads"}, 0},
+		{"eventstore_daemon_subscription_ready", map[string]string{"subscription": "fine"}, 1},
+	} {
+		if got, ok := gathered(t, reg, c.metric, c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.metric, c.labels, got, ok, c.want)
+		}
+	}
+}
+
+// gathered returns the value of the series of metric with labels.
+func gathered(t *testing.T, reg *prometheus.Registry, metric string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != metric {
+			continue
+		}
+	series:
+		for _, s := range mf.GetMetric() {
+			for _, lp := range s.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue series
+				}
+			}
+			return s.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
 }

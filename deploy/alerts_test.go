@@ -18,7 +18,8 @@ const alertRules = "prometheus/alerts.yml"
 
 // alertedMetrics are the metrics an alert must watch, one at least each:
 // the daemon's view of stuck and unready subscriptions, leases lost and
-// failing renewals, parked commits and old checkpoints.
+// failing renewals, parked commits and old checkpoints, calls failing for
+// long, refused credentials, units lost through failures, and the lag.
 var alertedMetrics = []string{
 	"eventstore_daemon_subscription_stuck",
 	"eventstore_daemon_subscription_ready",
@@ -26,6 +27,10 @@ var alertedMetrics = []string{
 	"eventstore_subscription_lease_renewal_failures_total",
 	"eventstore_subscription_parked_commits_total",
 	"eventstore_daemon_checkpoint_age_seconds",
+	"eventstore_daemon_subscription_failing_seconds",
+	"eventstore_daemon_subscription_auth_failed",
+	"eventstore_daemon_subscription_units_lost",
+	"eventstore_subscription_lag_seconds",
 }
 
 // Prometheus rule files, in the fields the alerts use. Decoding rejects

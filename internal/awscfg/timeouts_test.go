@@ -152,7 +152,9 @@ func TestApplyBoundsCalls(t *testing.T) {
 }
 
 func TestIsAuthError(t *testing.T) {
-	op := func(err error) error { return &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "Query", Err: err} }
+	op := func(err error) error {
+		return &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "Query", Err: err}
+	}
 	for _, c := range []struct {
 		name string
 		err  error
