@@ -148,6 +148,16 @@ func (r *running) waitReadyz(t *testing.T, want int, limit time.Duration) (time.
 	return time.Time{}, ""
 }
 
+// waitRunning waits until /readyz says every subscription runs here and
+// is ready.
+func (r *running) waitRunning(t *testing.T) {
+	t.Helper()
+	ddbtest.Eventually(t, 30*time.Second, func() bool {
+		code, body := r.readyz()
+		return code == http.StatusOK && strings.Contains(body, "running, ready") && !strings.Contains(body, "waiting")
+	}, "the daemon does not run its subscriptions")
+}
+
 // holdReadyz polls /readyz every 200 ms for d and fails the test if it
 // ever answers other than want.
 func (r *running) holdReadyz(t *testing.T, want int, d time.Duration) {
@@ -242,7 +252,7 @@ func TestFaults(t *testing.T) {
 			cfg.LogLevel = os.Getenv("FAULT_LOG_LEVEL")
 			r := start(t, cfg, daemon.Options{})
 			w := startWriter(e, 5, 100*time.Millisecond)
-			r.waitReadyz(t, http.StatusOK, 30*time.Second)
+			r.waitRunning(t)
 			ddbtest.Eventually(t, 30*time.Second, func() bool { return strings.Count(r.stdout.String(), "\n") >= 10 }, "no commit delivered before the fault")
 
 			began := time.Now()
@@ -307,7 +317,7 @@ func TestReadyzFaults(t *testing.T) {
 		cfg := e.config(stdout)
 		cfg.Endpoint = proxy.URL()
 		r := start(t, cfg, daemon.Options{})
-		r.waitReadyz(t, http.StatusOK, 30*time.Second)
+		r.waitRunning(t)
 		began := time.Now()
 		if err := proxy.Set(faultproxy.AuthFail); err != nil {
 			t.Fatal(err)
@@ -353,7 +363,7 @@ func TestReadyzFaults(t *testing.T) {
 			e := newTestEnv(t)
 			r := start(t, e.config(stdout), daemon.Options{})
 			e.appendCommits(20, 4)
-			r.waitReadyz(t, http.StatusOK, 30*time.Second)
+			r.waitRunning(t)
 			began := time.Now()
 			if err := c.drop(e); err != nil {
 				t.Fatal(err)

@@ -52,6 +52,9 @@ type leaseManager struct {
 	// worker's, delayed by the network, landed). Only the manager's
 	// goroutine touches it.
 	takeRefused bool
+	// listFailed: the last round's listing failed. Only the manager's
+	// goroutine touches it.
+	listFailed bool
 	// idle counts, per member holding no unit, the rounds it has left
 	// units free since it last held one.
 	idle map[string]int
@@ -188,7 +191,7 @@ const failedRoundRetry = time.Second
 // Take was refused, so that a worker that lost its units through an
 // outage takes them back soon after the outage ends.
 func (m *leaseManager) nextRound() time.Duration {
-	if m.roundFailed.Load() || m.takeRefused {
+	if m.roundFailed.Load() || m.listFailed || m.takeRefused {
 		return min(m.opts.BalanceEvery, failedRoundRetry)
 	}
 	return m.opts.BalanceEvery
@@ -291,7 +294,7 @@ func (m *leaseManager) reap() {
 func (m *leaseManager) balance(ctx context.Context) {
 	r := m.r
 	m.reap()
-	m.takeRefused = false
+	m.takeRefused, m.listFailed = false, false
 	if ctx.Err() != nil {
 		return
 	}
@@ -315,6 +318,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 		return
 	}
 	if listErr != nil {
+		m.listFailed = true
 		r.log.Warn("listing the subscription's leases failed", "err", listErr)
 	}
 	r.setErr(listErr)
