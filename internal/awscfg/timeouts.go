@@ -83,12 +83,12 @@ func (t Timeouts) Validate() error {
 		d    time.Duration
 	}{{"Attempt", t.Attempt}, {"Call", t.Call}, {"Dial", t.Dial}, {"TLSHandshake", t.TLSHandshake}, {"ResponseHeader", t.ResponseHeader}} {
 		if f.d < 0 {
-			return fmt.Errorf("%s: %v: want a positive duration", f.name, f.d)
+			return fmt.Errorf("field %s: %v: want a positive duration", f.name, f.d)
 		}
 	}
 	d := t.WithDefaults()
 	if d.Attempt > d.Call {
-		return fmt.Errorf("Attempt: %v is longer than Call (%v): a call would never get a second attempt", d.Attempt, d.Call)
+		return fmt.Errorf("field Attempt: %v is longer than Call (%v): a call would never get a second attempt", d.Attempt, d.Call)
 	}
 	return nil
 }
