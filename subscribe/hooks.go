@@ -67,7 +67,12 @@ type HookCheckpoint interface {
 
 // HookLag observes the subscription's lag about once per checkpoint
 // interval: age is how old the oldest commit not yet handled is (zero when
-// caught up), commits how many commits are read but not yet handled.
+// caught up), commits how many commits are read but not yet handled. The
+// age is computed from the clock at each call: while reads fail it is at
+// least the time since they began to fail, and after a unit is lost through
+// a failure it goes on growing, so that it never stays frozen while nothing
+// is read. A worker that holds no unit of the subscription reports 0 once,
+// then nothing.
 type HookLag interface {
 	OnLag(sub string, age time.Duration, commits int)
 }

@@ -44,7 +44,7 @@
 //	eventstore_subscription_commits_read_total             counter    subscription                commits read by polls
 //	eventstore_subscription_checkpoint_writes_total        counter    subscription                checkpoint writes attempted, successful or not
 //	eventstore_subscription_checkpoint_write_errors_total  counter    subscription                checkpoint writes that failed
-//	eventstore_subscription_lag_seconds                    gauge      subscription                age of the oldest commit read but not yet handled; 0 when caught up
+//	eventstore_subscription_lag_seconds                    gauge      subscription                age of the oldest commit not yet handled, by the clock (it grows while reads fail); 0 when caught up
 //	eventstore_subscription_lag_commits                    gauge      subscription                commits read but not yet handled
 //	eventstore_subscription_stopped                        gauge      subscription                1 once the subscription stopped on an error; 0 again at its next poll
 //	eventstore_subscription_corrupt_items_total            counter    subscription, kind          items of the commits table that are not well-formed commits of their key, by kind (store.CorruptKind), parked or skipped

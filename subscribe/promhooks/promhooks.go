@@ -231,7 +231,7 @@ func New(reg prometheus.Registerer, opts ...Option) (*Metrics, error) {
 	m.commitsRead = counter("commits_read_total", "Commits read by polls of the source.")
 	m.checkpointWrites = counter("checkpoint_writes_total", "Checkpoint writes attempted, successful or not.")
 	m.checkpointErrors = counter("checkpoint_write_errors_total", "Checkpoint writes that failed.")
-	m.lagSeconds = gauge("lag_seconds", "Age of the oldest commit read but not yet handled; 0 when caught up.")
+	m.lagSeconds = gauge("lag_seconds", "Age of the oldest commit not yet handled, by the clock: it grows while reads fail; 0 when caught up.")
 	m.lagCommits = gauge("lag_commits", "Commits read but not yet handled.")
 	m.stopped = gauge("stopped", "1 once the subscription stopped on an error, 0 otherwise.")
 	m.subscriptionInits = append(m.subscriptionInits, func(s string) { m.stopped.WithLabelValues(s).Set(0) })
