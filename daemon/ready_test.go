@@ -123,3 +123,42 @@ func gathered(t *testing.T, reg *prometheus.Registry, metric string, labels map[
 	}
 	return 0, false
 }
+
+// lockedWorld is a worker whose health never comes: its state is locked.
+type lockedWorld struct{ release chan struct{} }
+
+func (l *lockedWorld) Health() []subscribe.Health {
+	<-l.release
+	return nil
+}
+
+// TestLiveness: /healthz's answer is live while the probe loop moves and
+// the worker tells its health; a loop that has not moved within its bound,
+// or a worker whose state is locked, is not live.
+func TestLiveness(t *testing.T) {
+	w := &fakeWorld{now: time.Now()}
+	m := newMonitor(w, w, w.clock, time.Minute, slog.New(slog.DiscardHandler))
+	if ok, why := m.liveness(t.Context()); !ok {
+		t.Errorf("a new monitor is not live: %s", why)
+	}
+	m.probe(t.Context())
+	if ok, why := m.liveness(t.Context()); !ok {
+		t.Errorf("after a probe: not live: %s", why)
+	}
+	// The loop last moved longer ago than two probe intervals and a call.
+	m.tick.Store(time.Now().Add(-m.liveBound() - time.Second).UnixNano())
+	if ok, why := m.liveness(t.Context()); ok || !strings.Contains(why, "no progress") {
+		t.Errorf("a loop stuck past its bound: live %v, %q", ok, why)
+	}
+	m.ticked()
+	if ok, _ := m.liveness(t.Context()); !ok {
+		t.Error("a loop that moved again is not live")
+	}
+
+	locked := &lockedWorld{release: make(chan struct{})}
+	defer close(locked.release)
+	m = newMonitor(locked, w, w.clock, time.Minute, slog.New(slog.DiscardHandler))
+	if ok, why := m.liveness(t.Context()); ok || !strings.Contains(why, "locked") {
+		t.Errorf("a worker that does not tell its health: live %v, %q", ok, why)
+	}
+}
