@@ -397,6 +397,7 @@ func (h *hybridSource) startStream(ctx context.Context, cp streamCheckpoint, ini
 // (then the stream runs and h.phase is phaseStream), or ctx ends.
 func (h *hybridSource) catchUp(ctx context.Context) error {
 	idx := buildIndexSource(h.w, h.s, h.idxStart, h.seq, &h.mu)
+	idx.onRead = h.onRead
 	idxCtx, stopIdx := context.WithCancel(ctx)
 	idxDone := make(chan error, 1)
 	go func() {
@@ -412,7 +413,6 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 		<-idxDone
 	}
 	h.omu.Lock()
-	idx.onRead = h.onRead
 	h.idx = idx
 	h.omu.Unlock()
 	h.log.Info("catching up through the index", "subscription", h.s.Name, "from", h.idxStart.After)

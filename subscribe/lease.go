@@ -188,10 +188,15 @@ const failedRoundRetry = time.Second
 
 // nextRound returns the wait before the next balance round: BalanceEvery,
 // or at most failedRoundRetry after a round whose listing failed or whose
-// Take was refused, so that a worker that lost its units through an
-// outage takes them back soon after the outage ends.
+// Take was refused, or while a unit held is lost, so that a worker that
+// lost its units through an outage takes them back soon after the outage
+// ends.
 func (m *leaseManager) nextRound() time.Duration {
-	if m.roundFailed.Load() || m.listFailed || m.takeRefused {
+	short := m.roundFailed.Load() || m.listFailed || m.takeRefused
+	for _, h := range m.held {
+		short = short || h.u.lostErr() != nil
+	}
+	if short {
 		return min(m.opts.BalanceEvery, failedRoundRetry)
 	}
 	return m.opts.BalanceEvery
