@@ -213,6 +213,12 @@ func (c checkedCredentials) Retrieve(ctx context.Context) (aws.Credentials, erro
 	return creds, err
 }
 
+// IsCredentialsProvider lets aws.IsCredentialsProvider see through the
+// wrapper (the SDK asks whether the credentials are anonymous).
+func (c checkedCredentials) IsCredentialsProvider(target aws.CredentialsProvider) bool {
+	return aws.IsCredentialsProvider(c.CredentialsProvider, target)
+}
+
 // authCodes are the error codes of AWS calls refused for their
 // credentials or their permissions.
 var authCodes = map[string]bool{

@@ -191,3 +191,16 @@ func TestApplyMarksMissingCredentials(t *testing.T) {
 		t.Fatalf("error %v, want a *CredentialsError", err)
 	}
 }
+
+// TestApplyKeepsAnonymousCredentials: the SDK still sees anonymous
+// credentials through the wrapper, and does not sign.
+func TestApplyKeepsAnonymousCredentials(t *testing.T) {
+	cfg := aws.Config{Region: "us-east-1", Credentials: aws.NewCredentialsCache(aws.AnonymousCredentials{})}
+	Apply(&cfg, Timeouts{}, nil)
+	if !aws.IsCredentialsProvider(cfg.Credentials, (*aws.AnonymousCredentials)(nil)) {
+		t.Errorf("credentials %T: anonymous no more", cfg.Credentials)
+	}
+	if aws.IsCredentialsProvider(cfg.Credentials, (*aws.CredentialsProviderFunc)(nil)) {
+		t.Error("anonymous credentials taken for another provider")
+	}
+}
