@@ -610,6 +610,19 @@ func TestThrottling(t *testing.T) {
 		opts.MaxRetries = 3
 		opts.BusyInterval = 4 * time.Millisecond
 		opts.IdleMax = opts.BusyInterval
+		var outcomes struct {
+			mu         sync.Mutex
+			ok, failed int
+		}
+		opts.OnCall = func(err error, _ time.Time) {
+			outcomes.mu.Lock()
+			defer outcomes.mu.Unlock()
+			if err != nil {
+				outcomes.failed++
+			} else {
+				outcomes.ok++
+			}
+		}
 		err := newReader(t, f, opts).Run(t.Context(), Position{}, c.emit)
 		var le *types.LimitExceededException
 		if !errors.As(err, &le) {
@@ -618,6 +631,13 @@ func TestThrottling(t *testing.T) {
 		calls := f.callsOf("GetRecords")
 		if len(calls) != 4 {
 			t.Errorf("%d GetRecords calls, want 4 (1 + 3 retries)", len(calls))
+		}
+		// OnCall learned every attempt: the successes, then each failure.
+		outcomes.mu.Lock()
+		failed, ok := outcomes.failed, outcomes.ok
+		outcomes.mu.Unlock()
+		if failed != 4 || ok < 2 {
+			t.Errorf("OnCall saw %d failed and %d successful calls, want the 4 failed GetRecords after DescribeStream and GetShardIterator", failed, ok)
 		}
 		// Backoff with equal jitter: retry n waits at least half of
 		// BusyInterval·2^(n-1).
