@@ -337,7 +337,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"stuck after", with(stdout, "--stuck-after", "-1s"), nil, "", Options{}, "--stuck-after -1s: want a positive duration"},
 		{"fail after", with(stdout, "--fail-after", "0s"), nil, "", Options{}, "--fail-after 0s: want a positive duration"},
 		{"fail after variable", stdout, map[string]string{"EVENTSTORE_FAIL_AFTER": "-3s"}, "", Options{}, "EVENTSTORE_FAIL_AFTER=-3s: want a positive duration"},
-		{"fail after file", []string{"--config", "FILE"}, nil, `{"failAfter":"-1s","subscriptions":[{"name":"a","handler":{"type":"stdout"}}]}`, Options{}, "FILE: failAfter -1s: want a positive duration"},
+		{"fail after file", []string{"--config", "FILE"}, nil, `{"failAfter":"0s","subscriptions":[{"name":"a","handler":{"type":"stdout"}}]}`, Options{}, "FILE: failAfter 0s: want a positive duration"},
 		{"attempt timeout", with(stdout, "--aws-attempt-timeout", "0s"), nil, "", Options{}, "--aws-attempt-timeout 0s: want a positive duration"},
 		{"call timeout below the attempt's", with(stdout, "--aws-attempt-timeout", "8s", "--aws-call-timeout", "4s"), nil, "", Options{}, "--aws-call-timeout 4s: want a duration of at least awsAttemptTimeout (8s)"},
 		{"call timeout variable", stdout, map[string]string{"EVENTSTORE_AWS_CALL_TIMEOUT": "1s"}, "", Options{}, "EVENTSTORE_AWS_CALL_TIMEOUT=1s: want a duration of at least awsAttemptTimeout (5s)"},
