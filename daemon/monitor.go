@@ -334,11 +334,12 @@ type readyBounds struct {
 //     renewals have failed, with no success since, for failAfter; or when
 //     stuck (stalled for stuckAfter).
 func decideReady(h subscribe.Health, stalled time.Duration, now time.Time, b readyBounds) (ok bool, why string) {
-	failing := func(what string, err error, since time.Time) (bool, string) {
-		if err == nil || since.IsZero() || now.Sub(since) < b.failAfter {
+	runs := failureRuns(h)
+	failing := func(f failureRun) (bool, string) {
+		if f.err == nil || f.since.IsZero() || now.Sub(f.since) < b.failAfter {
 			return false, ""
 		}
-		return true, fmt.Sprintf("%s failing for %v (--fail-after %v): %v", what, now.Sub(since).Round(time.Second), b.failAfter, err)
+		return true, fmt.Sprintf("%s failing for %v (--fail-after %v): %v", f.what, now.Sub(f.since).Round(time.Second), b.failAfter, f.err)
 	}
 	switch h.State {
 	case subscribe.StateRunning, subscribe.StateWaiting:
@@ -348,30 +349,20 @@ func decideReady(h subscribe.Health, stalled time.Duration, now time.Time, b rea
 		}
 		return false, ""
 	}
-	for _, err := range []error{h.Err, h.ReadErr, h.SaveErr, h.RenewErr} {
-		if awscfg.IsAuthError(err) {
-			return false, "cannot authenticate to AWS (credentials or permissions): " + err.Error()
-		}
+	if err := authError(h); err != nil {
+		return false, "cannot authenticate to AWS (credentials or permissions): " + err.Error()
 	}
 	if h.State == subscribe.StateWaiting {
 		if h.LostErr != nil {
 			return false, fmt.Sprintf("lost its units through failures %v ago, not handed over; takes them back once the leases can be read: %v", now.Sub(h.LostAt).Round(time.Second), h.LostErr)
 		}
-		if bad, why := failing("listing the leases", h.Err, h.ListErrSince); bad {
+		if bad, why := failing(runs[callList]); bad {
 			return false, why
 		}
 		return true, "" // holds no unit now: a standby, ready to take one
 	}
-	for _, f := range []struct {
-		what  string
-		err   error
-		since time.Time
-	}{
-		{"reading commits", h.ReadErr, h.ReadErrSince},
-		{"saving the checkpoint", h.SaveErr, h.SaveErrSince},
-		{"renewing the lease", h.RenewErr, h.RenewErrSince},
-	} {
-		if bad, why := failing(f.what, f.err, f.since); bad {
+	for _, f := range runs[:callList] {
+		if bad, why := failing(f); bad {
 			return false, why
 		}
 	}
@@ -379,6 +370,44 @@ func decideReady(h subscribe.Health, stalled time.Duration, now time.Time, b rea
 		return false, fmt.Sprintf("stuck: checkpoint unchanged for %v while commits wait (--stuck-after %v)", stalled.Round(time.Second), b.stuckAfter)
 	}
 	return true, ""
+}
+
+// failureRun is one kind of call's run of failures in a Health.
+type failureRun struct {
+	call  string // the metric's label
+	what  string // for /readyz
+	err   error
+	since time.Time
+}
+
+// callList is the index of the listing of leases in failureRuns' answer;
+// the calls of a running unit come before it.
+const callList = 3
+
+// failureRuns returns h's runs of failures, by kind of call: reads of
+// commits, checkpoint saves, lease renewals, listings of the leases.
+func failureRuns(h subscribe.Health) []failureRun {
+	listErr := h.Err // the listing's error, while ListErrSince is set
+	if h.ListErrSince.IsZero() {
+		listErr = nil
+	}
+	return []failureRun{
+		{"read", "reading commits", h.ReadErr, h.ReadErrSince},
+		{"save", "saving the checkpoint", h.SaveErr, h.SaveErrSince},
+		{"renew", "renewing the lease", h.RenewErr, h.RenewErrSince},
+		callList: {"list", "listing the leases", listErr, h.ListErrSince},
+	}
+}
+
+// authError returns the first error of h that is a call refused for its
+// credentials or permissions, or nil.
+func authError(h subscribe.Health) error {
+	for _, err := range []error{h.Err, h.ReadErr, h.SaveErr, h.RenewErr} {
+		if awscfg.IsAuthError(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 // status returns every subscription's status, in registration order.
@@ -444,7 +473,7 @@ var (
 		"1 for the subscription's current state (idle, starting, running, stopping, stopped), 0 for the others.",
 		[]string{"subscription", "state"}, nil)
 	descReady = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_ready",
-		"1 when the subscription runs, reads and is not stuck (what /readyz checks), 0 otherwise.",
+		"1 when /readyz counts the subscription ready (docs/health.md has the table), 0 otherwise.",
 		[]string{"subscription"}, nil)
 	descStuck = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_stuck",
 		"1 when the subscription's checkpoint has not moved for --stuck-after while commits wait for it, 0 otherwise.",
@@ -511,26 +540,14 @@ func (m *monitor) Collect(ch chan<- prometheus.Metric) {
 		emit(ch, descBehind, prometheus.GaugeValue, b2f(s.behind), name)
 		emit(ch, descStalled, prometheus.GaugeValue, s.stalled.Seconds(), name)
 		emit(ch, descUnchanged, prometheus.GaugeValue, s.sinceChange.Seconds(), name)
-		listErr := s.h.Err
-		if s.h.ListErrSince.IsZero() {
-			listErr = nil
-		}
-		for _, f := range []struct {
-			call  string
-			err   error
-			since time.Time
-		}{{"read", s.h.ReadErr, s.h.ReadErrSince}, {"save", s.h.SaveErr, s.h.SaveErrSince}, {"renew", s.h.RenewErr, s.h.RenewErrSince}, {"list", listErr, s.h.ListErrSince}} {
+		for _, f := range failureRuns(s.h) {
 			d := 0.0
 			if f.err != nil && !f.since.IsZero() {
 				d = max(0, now.Sub(f.since).Seconds())
 			}
 			emit(ch, descFailing, prometheus.GaugeValue, d, name, f.call)
 		}
-		auth := false
-		for _, err := range []error{s.h.ReadErr, s.h.SaveErr, s.h.RenewErr, listErr} {
-			auth = auth || awscfg.IsAuthError(err)
-		}
-		emit(ch, descAuth, prometheus.GaugeValue, b2f(auth), name)
+		emit(ch, descAuth, prometheus.GaugeValue, b2f(authError(s.h) != nil), name)
 		emit(ch, descLost, prometheus.GaugeValue, b2f(s.h.LostErr != nil), name)
 		if !s.h.SavedAt.IsZero() {
 			emit(ch, descSaved, prometheus.GaugeValue, float64(s.h.SavedAt.UnixMilli())/1000, name)
