@@ -235,8 +235,12 @@ func TestFaults(t *testing.T) {
 		name    string
 		mode    faultproxy.Mode
 		latency time.Duration
+		// idle: no commit is written from before the fault to its end;
+		// the daemon has caught up and polls at its idle pace.
+		idle bool
 	}{
 		{name: "blackhole", mode: faultproxy.Blackhole},
+		{name: "blackhole while idle", mode: faultproxy.Blackhole, idle: true},
 		{name: "refused", mode: faultproxy.Refuse},
 		{name: "reset", mode: faultproxy.Reset},
 		// Beyond the attempt timeout: every attempt times out.
@@ -251,9 +255,20 @@ func TestFaults(t *testing.T) {
 			cfg.Endpoint = proxy.URL()
 			cfg.LogLevel = os.Getenv("FAULT_LOG_LEVEL")
 			r := start(t, cfg, daemon.Options{})
-			w := startWriter(e, 5, 100*time.Millisecond)
+			var w *writer
+			if c.idle {
+				e.appendCommits(20, 5)
+			} else {
+				w = startWriter(e, 5, 100*time.Millisecond)
+			}
 			r.waitRunning(t)
 			ddbtest.Eventually(t, 30*time.Second, func() bool { return strings.Count(r.stdout.String(), "\n") >= 10 }, "no commit delivered before the fault")
+			if c.idle {
+				ddbtest.Eventually(t, 30*time.Second, func() bool { return strings.Count(r.stdout.String(), "\n") >= 20 }, "not every commit delivered before the fault")
+				// Idle long enough for the polls to slow to their idle pace;
+				// it stays ready meanwhile.
+				r.holdReadyz(t, http.StatusOK, 5*time.Second)
+			}
 
 			began := time.Now()
 			if err := proxy.Set(c.mode); err != nil {
@@ -285,7 +300,13 @@ func TestFaults(t *testing.T) {
 				t.Errorf("lag %.1f s at the 503, want it grown while nothing is read", lag)
 			}
 
-			appended := w.end(t)
+			var appended int
+			if c.idle {
+				e.appendCommits(20, 5)
+				appended = e.appended
+			} else {
+				appended = w.end(t)
+			}
 			next := map[string]int64{}
 			ddbtest.Eventually(t, 60*time.Second, func() bool {
 				d, _ := lineCommits(t, r.stdout.String(), map[string]int64{})

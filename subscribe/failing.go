@@ -31,9 +31,13 @@ func recordOutcome(last *error, since *time.Time, err error, began time.Time) {
 // (a poll of the index, a call to the stream, a read that repairs a gap)
 // that began at began.
 func (u *unit) readDone(err error, began time.Time) {
+	now := u.r.w.cfg.Clock()
 	u.r.mu.Lock()
 	defer u.r.mu.Unlock()
 	recordOutcome(&u.h.ReadErr, &u.h.ReadErrSince, err, began)
+	if err == nil {
+		u.h.ReadAt = now
+	}
 }
 
 // saveDone records the outcome of a checkpoint save that began at began.
@@ -64,7 +68,7 @@ func (r *subRunner) unitLost(u *unit, err error, now time.Time) {
 	r.mu.Lock()
 	src, h := u.src, *u.h
 	r.mu.Unlock()
-	lag := readFailureLag(h, now)
+	lag := readFailureLag(h, now, r.readDue())
 	if src != nil {
 		_, l := src.lag(now)
 		lag = max(lag, l)
@@ -87,13 +91,27 @@ func (r *subRunner) lossRecovered() {
 	r.health.LostErr, r.health.LostAt, r.lostLag = nil, time.Time{}, 0
 }
 
-// readFailureLag returns the lag a unit's health implies while its reads
-// fail: nothing is known to be handled past the start of the failures, so
-// the oldest commit not handled is at least as old as that (0 while reads
-// succeed).
-func readFailureLag(h Health, now time.Time) time.Duration {
-	if h.ReadErrSince.IsZero() {
-		return 0
+// readFailureLag returns the lag a unit's health implies while it reads
+// nothing: nothing is known to be handled past the start of its failed
+// reads, nor past its last successful read once a read is overdue (due is
+// the longest a source waits between two reads), so the oldest commit not
+// handled is at least that old. It is 0 while reads succeed in time, and
+// counts reads that hang as well as reads that fail.
+func readFailureLag(h Health, now time.Time, due time.Duration) time.Duration {
+	lag := time.Duration(0)
+	if !h.ReadErrSince.IsZero() {
+		lag = now.Sub(h.ReadErrSince)
 	}
-	return max(now.Sub(h.ReadErrSince), 0)
+	if !h.ReadAt.IsZero() {
+		lag = max(lag, now.Sub(h.ReadAt)-due)
+	}
+	return max(lag, 0)
+}
+
+// readDue is how long after a successful read the next one is overdue:
+// twice the longest a source of the subscription waits between two reads
+// while they succeed (the index's idle poll interval, or the stream's),
+// so that a slow read in time is no lag.
+func (r *subRunner) readDue() time.Duration {
+	return 2 * max(r.s.Index.PollMax, r.s.Stream.IdleMax)
 }

@@ -113,9 +113,10 @@ func (s *stalledSource) checkpoint() (string, error)        { return "", nil }
 func (s *stalledSource) lag(time.Time) (int, time.Duration) { return 0, 0 }
 func (s *stalledSource) done(Commit)                        {}
 
-// TestLagGrowsWhileReadsFail: a caught-up subscription whose reads fail
-// reports, in Health and through the lag hook, a lag that grows with the
-// clock from the start of the failures; a read that works ends it.
+// TestLagGrowsWhileReadsFail: a caught-up subscription whose reads hang
+// or fail reports, in Health and through the lag hook, a lag that grows
+// with the clock (from the last read less the poll interval, from the
+// start of the failures); a read that works ends it.
 func TestLagGrowsWhileReadsFail(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	lags := &lagLog{}
@@ -160,10 +161,23 @@ func TestLagGrowsWhileReadsFail(t *testing.T) {
 	memWaitFor(t, func() bool { return health().State == StateRunning }, "not running")
 
 	read(nil)
-	clock.Advance(time.Minute)
-	if h := health(); h.Lag != 0 || h.ReadErr != nil {
-		t.Fatalf("caught up and reading: lag %v, read error %v", h.Lag, h.ReadErr)
+	clock.Advance(time.Second)
+	if h := health(); h.Lag != 0 || h.ReadErr != nil || !h.ReadAt.Equal(clock.Now().Add(-time.Second)) {
+		t.Fatalf("caught up and reading: lag %v, read error %v, last read %v", h.Lag, h.ReadErr, h.ReadAt)
 	}
+	// A read that hangs: none succeeds for longer than twice the idle poll
+	// interval (PollMax, 2 s by default), and the lag grows past it.
+	clock.Advance(61 * time.Second)
+	if h := health(); h.Lag != 58*time.Second {
+		t.Fatalf("lag %v after 62 s with no read, want 58s (62 s less twice the 2 s poll interval)", h.Lag)
+	}
+	lagAtLeast(58 * time.Second)
+	read(nil)
+	if h := health(); h.Lag != 0 {
+		t.Fatalf("lag %v after a read that works, want 0", h.Lag)
+	}
+	memWaitFor(t, func() bool { l, _ := lags.get(); return l == 0 }, "the lag hook did not report the read")
+
 	failedAt := clock.Now()
 	boom := errors.New("connection refused")
 	read(boom)

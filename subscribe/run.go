@@ -107,7 +107,7 @@ func (r *subRunner) snapshots() []Health {
 		if rn.src != nil && h.State == StateRunning {
 			now := r.w.cfg.Clock()
 			h.InFlight, h.Lag = rn.src.lag(now)
-			h.Lag = max(h.Lag, readFailureLag(h, now))
+			h.Lag = max(h.Lag, readFailureLag(h, now, r.readDue()))
 		}
 		if rn.disp != nil {
 			rn.disp.mu.Lock()
@@ -184,7 +184,7 @@ func (r *subRunner) lag(now time.Time) (n int, age time.Duration, ok bool) {
 	for _, u := range r.units {
 		if u.src != nil {
 			srcs = append(srcs, u.src)
-			age = max(age, readFailureLag(*u.h, now))
+			age = max(age, readFailureLag(*u.h, now, r.readDue()))
 		}
 	}
 	ok = len(srcs) > 0

@@ -267,6 +267,7 @@ func (u *unit) run(ctx context.Context, cp checkpoint.Checkpoint, validUntil tim
 	r.mu.Lock()
 	u.src, u.disp = src, d
 	u.h.State, u.h.Position, u.h.SavedAt = StateRunning, cp.Position, cp.UpdatedAt
+	u.h.ReadAt = r.w.cfg.Clock() // reads are due from now on
 	r.mu.Unlock()
 	r.kickRequests()
 	u.log.Info("subscription started", "owner", cp.Owner, "lease", cp.Lease, "position", cp.Position, "start", r.s.Start.String(), "parked", len(parked))

@@ -382,7 +382,11 @@ type Health struct {
 	// calls succeed). ReadErr: reading commits (a poll of the index, a
 	// call to the stream, a read that repairs a gap); SaveErr: saving the
 	// checkpoint; RenewErr: renewing the unit's lease (Config.Leases).
-	// While reads fail, Lag grows from ReadErrSince on.
+	// ReadAt is when a read of commits last succeeded (from the start of
+	// the unit on). While reads fail, or none has succeeded for longer
+	// than twice the source's idle poll interval (a read that hangs), Lag
+	// grows with the clock.
+	ReadAt        time.Time
 	ReadErr       error
 	ReadErrSince  time.Time
 	SaveErr       error
