@@ -430,3 +430,28 @@ func TestReadyzFaults(t *testing.T) {
 		}
 	})
 }
+
+// TestReadyzCircuitOpen: a webhook receiver that answers 500 for every
+// commit opens the subscription's circuit, and /readyz says so, with the
+// default retry settings; once the receiver is back, a probe closes the
+// circuit, /readyz turns 200, and every commit arrives in order.
+func TestReadyzCircuitOpen(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	recv := newReceiver(t, "")
+	r := start(t, e.config(daemon.SubscriptionConfig{Name: "hooks", Handler: daemon.HandlerConfig{Type: daemon.HandlerWebhook, URL: recv.srv.URL}}), daemon.Options{})
+	r.waitRunning(t)
+	recv.setMode("500")
+	e.appendCommits(20, 5)
+	_, why := r.waitReadyz(t, http.StatusServiceUnavailable, 30*time.Second)
+	if !strings.Contains(why, "circuit has been open") {
+		t.Errorf("/readyz does not name the open circuit:\n%s", why)
+	}
+	recv.setMode("ok")
+	// A probe comes within the longest backoff (10 s by default).
+	r.waitReadyz(t, http.StatusOK, daemon.DefaultBackoffMax+5*time.Second)
+	ddbtest.Eventually(t, 30*time.Second, func() bool { return recv.counts().distinct == e.appended }, "not every commit delivered once the receiver is back")
+	if c := recv.counts(); len(c.problems) > 0 {
+		t.Errorf("receiver: %v", c.problems)
+	}
+}

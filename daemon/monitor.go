@@ -331,8 +331,8 @@ type readyBounds struct {
 //     until a listing of the leases succeeds again, or when listing the
 //     leases has failed for failAfter; else ready: a standby;
 //   - running: not ready when reads of commits, checkpoint saves or lease
-//     renewals have failed, with no success since, for failAfter; or when
-//     stuck (stalled for stuckAfter).
+//     renewals have failed, with no success since, for failAfter; when the
+//     handler's circuit is open; or when stuck (stalled for stuckAfter).
 func decideReady(h subscribe.Health, stalled time.Duration, now time.Time, b readyBounds) (ok bool, why string) {
 	runs := failureRuns(h)
 	failing := func(f failureRun) (bool, string) {
@@ -365,6 +365,9 @@ func decideReady(h subscribe.Health, stalled time.Duration, now time.Time, b rea
 		if bad, why := failing(f); bad {
 			return false, why
 		}
+	}
+	if !h.CircuitOpenSince.IsZero() {
+		return false, fmt.Sprintf("the handler's circuit has been open for %v: it failed for several aggregates in a row, and only probes call it (docs/delivery.md)", max(now.Sub(h.CircuitOpenSince), 0).Round(time.Second))
 	}
 	if b.stuckAfter > 0 && stalled >= b.stuckAfter {
 		return false, fmt.Sprintf("stuck: checkpoint unchanged for %v while commits wait (--stuck-after %v)", stalled.Round(time.Second), b.stuckAfter)

@@ -51,6 +51,8 @@ func TestDecideReady(t *testing.T) {
 		{name: "listing the leases failing", h: with(waiting, func(h *subscribe.Health) { h.Err, h.ListErrSince = net, ago(15*time.Second) }), why: "listing the leases failing for 15s"},
 		{name: "stopped", h: subscribe.Health{Subscription: "s", State: subscribe.StateStopped, Err: errors.New("boom")}, why: "boom"},
 		{name: "starting", h: subscribe.Health{Subscription: "s", State: subscribe.StateStarting}},
+		{name: "circuit open", h: with(running, func(h *subscribe.Health) { h.CircuitOpenSince = ago(7 * time.Second) }), why: "the handler's circuit has been open for 7s"},
+		{name: "circuit open, standby", h: with(waiting, func(h *subscribe.Health) { h.CircuitOpenSince = ago(7 * time.Second) }), ready: true},
 		{name: "stalled less than stuck", h: running, stalled: 59 * time.Second, ready: true},
 		{name: "stuck", h: running, stalled: time.Minute, why: "stuck: checkpoint unchanged for 1m0s"},
 	} {

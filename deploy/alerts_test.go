@@ -31,6 +31,7 @@ var alertedMetrics = []string{
 	"eventstore_daemon_subscription_auth_failed",
 	"eventstore_daemon_subscription_units_lost",
 	"eventstore_subscription_lag_seconds",
+	"eventstore_subscription_circuit_open",
 }
 
 // Prometheus rule files, in the fields the alerts use. Decoding rejects
