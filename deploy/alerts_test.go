@@ -19,7 +19,8 @@ const alertRules = "prometheus/alerts.yml"
 // alertedMetrics are the metrics an alert must watch, one at least each:
 // the daemon's view of stuck and unready subscriptions, leases lost and
 // failing renewals, parked commits and old checkpoints, calls failing for
-// long, refused credentials, units lost through failures, and the lag.
+// long, refused credentials, units lost through failures, the lag, the
+// handler's circuit, commits parked now, corrupt items and unfilled gaps.
 var alertedMetrics = []string{
 	"eventstore_daemon_subscription_stuck",
 	"eventstore_daemon_subscription_ready",
@@ -32,6 +33,9 @@ var alertedMetrics = []string{
 	"eventstore_daemon_subscription_units_lost",
 	"eventstore_subscription_lag_seconds",
 	"eventstore_subscription_circuit_open",
+	"eventstore_subscription_parked_commits",
+	"eventstore_subscription_corrupt_items_total",
+	"eventstore_subscription_gaps_unfilled_total",
 }
 
 // Prometheus rule files, in the fields the alerts use. Decoding rejects
