@@ -459,7 +459,8 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 			continue
 		}
 		takeover := h.w.cfg.Clock().Add(h.s.Stream.Margin)
-		h.log.Info("the stream takes over", "subscription", h.s.Name, "stream", arn)
+		h.log.Info("the stream is positioned; it takes over once the index has handled every commit up to the hand-over time",
+			"subscription", h.s.Name, "stream", arn, "handover", takeover.UTC(), "in", handoverWait(h.s.Index, h.s.Stream))
 		tick := time.NewTicker(h.s.Index.PollMin)
 		// Versions the index holds for a gap are let go of before it
 		// stops: within GapTimeout.
@@ -494,8 +495,21 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 		h.omu.Lock()
 		h.phase = phaseStream
 		h.omu.Unlock()
+		if h.split {
+			h.log.Info("the stream took over; once the index's commits are handled, its shards are leased one by one",
+				"subscription", h.s.Name, "stream", arn, "epoch", h.epoch)
+		} else {
+			h.log.Info("the stream took over", "subscription", h.s.Name, "stream", arn)
+		}
 		return nil
 	}
+}
+
+// handoverWait is about how long the stream takes to take over once it is
+// positioned: the index's sweep, Settle plus Overlap behind the clock, must
+// pass the hand-over time, Margin ahead of it.
+func handoverWait(idx IndexOptions, str StreamOptions) time.Duration {
+	return str.Margin + idx.Settle + max(idx.Overlap, 0)
 }
 
 // holding returns how many versions owner holds in the sequencer for a gap.
