@@ -257,6 +257,13 @@ type checkpointView struct {
 	ParentShard   string     `json:"parentShard,omitempty"`
 	Aggregates    int        `json:"aggregates,omitempty"`
 	HandledBefore *time.Time `json:"handledBefore,omitempty"`
+	// InShards is true on the own row (unit "") of a leased stream
+	// subscription whose stream has taken over: its ShardUnits shard units
+	// of Epoch tell where it is, and its lag is the greatest of theirs, not
+	// that of the hand-over's position its own checkpoint keeps (see
+	// locateSubscriptions).
+	InShards   bool `json:"inShards,omitempty"`
+	ShardUnits int  `json:"shardUnits,omitempty"`
 	// LagSeconds is null when unknown.
 	LagSeconds    *float64        `json:"lagSeconds"`
 	CaughtUp      bool            `json:"caughtUp"`
@@ -342,6 +349,58 @@ func newCheckpointView(cp checkpoint.Checkpoint, head headState) checkpointView 
 	return v
 }
 
+// locateSubscriptions makes the own row (unit "") of each subscription
+// whose shard units tell where it is (subscribe.Locate: a leased stream
+// subscription in shards, or in phase rejoin) say where it is: its lag
+// becomes the greatest of its counted units' lags, unknown if any is
+// unknown, and caught up if all are. views[i] is the view of cps[i].
+func locateSubscriptions(views []checkpointView, cps []checkpoint.Checkpoint, now time.Time) {
+	bySub := map[string][]int{}
+	for i, cp := range cps {
+		bySub[cp.Subscription] = append(bySub[cp.Subscription], i)
+	}
+	for _, idx := range bySub {
+		own, unitView := -1, map[string]int{}
+		sub := make([]checkpoint.Checkpoint, len(idx))
+		for j, i := range idx {
+			sub[j] = cps[i]
+			unitView[cps[i].Unit] = i
+			if cps[i].Unit == "" {
+				own = i
+			}
+		}
+		w := subscribe.Locate(sub, now)
+		if own < 0 || w.Epoch == 0 {
+			continue
+		}
+		whole := views[own] // the hand-over's position, for units not started
+		v := &views[own]
+		v.InShards = w.InShards
+		v.ShardUnits = 0
+		v.lag, v.LagSeconds, v.CaughtUp = 0, nil, true
+		known := true
+		for _, u := range w.Units {
+			uv := whole
+			if u != "" {
+				uv = views[unitView[u]]
+				v.ShardUnits++
+			}
+			if uv.LagSeconds == nil {
+				known = false
+				continue
+			}
+			v.lag = max(v.lag, uv.lag)
+			v.CaughtUp = v.CaughtUp && uv.CaughtUp
+		}
+		if !known {
+			v.lag, v.CaughtUp = 0, false
+			continue
+		}
+		secs := v.lag.Seconds()
+		v.LagSeconds = &secs
+	}
+}
+
 // summary is the position in a few words: its phase and commit id.
 func (v checkpointView) summary() string {
 	if v.PositionError != "" {
@@ -352,6 +411,10 @@ func (v checkpointView) summary() string {
 	switch {
 	case subscribe.IsMemberUnit(v.Unit):
 		return "a worker's membership (no position)"
+	}
+	switch {
+	case v.InShards:
+		return fmt.Sprintf("in shards (epoch %d): %d %s", info.Epoch, v.ShardUnits, plural(v.ShardUnits, "shard unit", "shard units"))
 	}
 	switch info.Phase {
 	case "":
@@ -458,13 +521,26 @@ unit, ordered by subscription then unit:
                 commit is handled: "0s" at the head, "-" when unknown (no
                 position yet, the beginning, or the commits table unread)
 
+A leased stream subscription catches up through the index in its own unit
+("-"), then hands over to one unit per stream shard ("shard-" and the
+shard id); its own checkpoint then keeps the hand-over's position, which no
+longer moves. Its own row then says where the subscription is: POSITION
+"in shards (epoch N): K shard units", counting the shard units of that
+hand-over not read to their end, and LAG the greatest of their lags (a
+shard unit not started yet counts at the hand-over's position): the
+subscription's lag. In phase rejoin (the shards give way to a catch-up
+through the index) its LAG is theirs too. Shard units of an earlier
+hand-over, left over, are listed but not counted.
+
 The lag reads the commits table's latest commit once (--table, --index,
 --buckets). In the stream phase it includes the stream's safety margin
 (10 s by default), so it reads high by that much.
 
 --json prints one JSON object a line instead, with every fact above
 (lagSeconds is null when unknown; expires, the end of the owner's lease,
-is null when there is no owner or no lease).
+is null when there is no owner or no lease; inShards and shardUnits are set
+on the own row of a subscription in shards, whose lagSeconds is then the
+subscription's).
 
 Exit status: 0 success (also when the latest commit cannot be read: the lag
 shows "-" and a warning says why), 1 a failure or, with --subscription, a
@@ -506,6 +582,7 @@ subscription with no checkpoint.`,
 			for i, cp := range cpsList {
 				views[i] = newCheckpointView(cp, head)
 			}
+			locateSubscriptions(views, cpsList, time.Now())
 			if *asJSON {
 				enc := json.NewEncoder(jsonSafeWriter{w: s.stdout})
 				enc.SetEscapeHTML(false)
