@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dynamodb-event-store/eventstore/checkpoint"
+	"github.com/dynamodb-event-store/eventstore/store"
 )
 
 // Whereabouts says which of a subscription's checkpoints tell where it
@@ -81,4 +82,23 @@ func Locate(cps []checkpoint.Checkpoint, now time.Time) Whereabouts {
 		w.Units = append([]string{""}, w.Units...)
 	}
 	return w
+}
+
+// Behind tells how far a checkpoint described by info is behind head, the
+// newest commit, committed at headAt: caught up (lag 0) when an index or
+// catch-up position has handled head and every commit before it; else
+// headAt less HandledBefore, at least 0, and caught up too when that is 0
+// in the stream phase. known is false when info has no phase or no
+// HandledBefore (the beginning).
+func (info CheckpointInfo) Behind(head store.Position, headAt time.Time) (lag time.Duration, caughtUp, known bool) {
+	switch {
+	case info.Phase == "":
+		return 0, false, false
+	case (info.Phase == "index" || info.Phase == phaseCatchUp) && info.Pending == 0 && info.After.Compare(head) >= 0:
+		return 0, true, true
+	case info.HandledBefore.IsZero():
+		return 0, false, false
+	}
+	lag = max(headAt.Sub(info.HandledBefore), 0)
+	return lag, lag == 0 && info.Phase == phaseStream, true
 }

@@ -76,3 +76,30 @@ func TestLocate(t *testing.T) {
 		})
 	}
 }
+
+// TestBehind: a checkpoint's lag behind the newest commit.
+func TestBehind(t *testing.T) {
+	headAt := time.Date(2026, 12, 8, 2, 0, 0, 0, time.UTC)
+	head := store.Position{CommitID: "20261208020000000", AggregateID: "a", Version: 3}
+	for _, c := range []struct {
+		name            string
+		info            CheckpointInfo
+		lag             time.Duration
+		caughtUp, known bool
+	}{
+		{"no position", CheckpointInfo{}, 0, false, false},
+		{"index at the head", CheckpointInfo{Phase: "index", After: head, HandledBefore: headAt}, 0, true, true},
+		{"index at the head, a late commit pending", CheckpointInfo{Phase: "index", After: head, Pending: 1, HandledBefore: headAt.Add(-5 * time.Second)}, 5 * time.Second, false, true},
+		{"catch-up behind", CheckpointInfo{Phase: "catchup", After: store.Position{CommitID: "20261208015930000"}, HandledBefore: headAt.Add(-30 * time.Second)}, 30 * time.Second, false, true},
+		{"index at the beginning", CheckpointInfo{Phase: "index"}, 0, false, false},
+		{"stream behind", CheckpointInfo{Phase: "stream", HandledBefore: headAt.Add(-13 * time.Second)}, 13 * time.Second, false, true},
+		{"stream past the head", CheckpointInfo{Phase: "stream", HandledBefore: headAt.Add(time.Second)}, 0, true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			lag, caughtUp, known := c.info.Behind(head, headAt)
+			if lag != c.lag || caughtUp != c.caughtUp || known != c.known {
+				t.Fatalf("Behind = %v, %v, %v; want %v, %v, %v", lag, caughtUp, known, c.lag, c.caughtUp, c.known)
+			}
+		})
+	}
+}

@@ -336,13 +336,11 @@ func newCheckpointView(cp checkpoint.Checkpoint, head headState) checkpointView 
 		return v
 	case head.empty:
 		v.CaughtUp = true
-	case (info.Phase == "index" || info.Phase == "catchup") && info.Pending == 0 && info.After.Compare(head.pos) >= 0:
-		v.CaughtUp = true
-	case info.HandledBefore.IsZero():
-		return v
 	default:
-		v.lag = max(head.at.Sub(info.HandledBefore), 0)
-		v.CaughtUp = v.lag == 0 && info.Phase == "stream"
+		var known bool
+		if v.lag, v.CaughtUp, known = info.Behind(head.pos, head.at); !known {
+			return v
+		}
 	}
 	secs := v.lag.Seconds()
 	v.LagSeconds = &secs
