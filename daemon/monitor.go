@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dynamodb-event-store/eventstore/checkpoint"
+	"github.com/dynamodb-event-store/eventstore/checkpoint/dynamocheckpoint"
 	"github.com/dynamodb-event-store/eventstore/internal/awscfg"
 	"github.com/dynamodb-event-store/eventstore/store"
 	"github.com/dynamodb-event-store/eventstore/subscribe"
@@ -67,6 +70,9 @@ type monitor struct {
 	// (--aws-call-timeout), for liveness.
 	failAfter, callTimeout time.Duration
 	log                    *slog.Logger
+	// lister reads the checkpoints of every unit of a subscription, for
+	// its lag (readLags); nil for none.
+	lister checkpoint.Lister
 	// tick is when the probe loop last made progress, by the system
 	// clock: a read of the head returned, or a round began (liveness).
 	tick atomic.Int64
@@ -81,6 +87,12 @@ type monitor struct {
 	subs       map[string]*subTrack // by trackKey
 	probes     float64
 	probeErr   float64
+	// subLag is each subscription's lag read from its checkpoints, by
+	// subscription name, for the subscriptions known at the last probe.
+	subLag map[string]time.Duration
+	// lagErr is the last failure to list a subscription's checkpoints, nil
+	// after a listing that worked.
+	lagErr error
 }
 
 // subTrack follows one subscription's progress.
@@ -223,7 +235,88 @@ func (m *monitor) probe(ctx context.Context) {
 		}
 	}
 	m.mu.Unlock()
-	m.update()
+	hs := m.update()
+	if err == nil {
+		m.readLags(ctx, hs, pos, ok, heads)
+	}
+}
+
+// readLags sets each subscription's lag from the checkpoints of all its
+// units, whoever holds them (subscribe.Locate; a stream subscription in
+// shards, its shard units): the greatest of their lags behind the head
+// read, pos (ok false for an empty index) or, for a bucket's unit, its
+// bucket's head in heads. It lists each subscription that hs names once.
+// A subscription whose listing fails keeps its last lag; one whose lag is
+// unknown (a unit at the beginning or with no position yet) has none.
+func (m *monitor) readLags(ctx context.Context, hs []subscribe.Health, pos store.Position, ok bool, heads map[string]store.Position) {
+	if m.lister == nil {
+		return
+	}
+	now := m.clock()
+	headAt, _ := store.ParseCommitIDTime(pos.CommitID)
+	lags := map[string]time.Duration{}
+	var listErr error
+	for _, h := range hs {
+		if _, seen := lags[h.Subscription]; seen || ctx.Err() != nil {
+			continue
+		}
+		var cps []checkpoint.Checkpoint
+		var err error
+		for cp, e := range m.lister.List(ctx, h.Subscription) {
+			if e != nil && !errors.Is(e, dynamocheckpoint.ErrCorruptItem) {
+				err = e
+				break
+			}
+			if e == nil {
+				cps = append(cps, cp)
+			}
+		}
+		if err != nil {
+			listErr = err
+			m.mu.Lock()
+			if last, had := m.subLag[h.Subscription]; had {
+				lags[h.Subscription] = last
+			}
+			m.mu.Unlock()
+			continue
+		}
+		byUnit := make(map[string]checkpoint.Checkpoint, len(cps))
+		for _, cp := range cps {
+			byUnit[cp.Unit] = cp
+		}
+		lag, _, known := subscribe.Locate(cps, now).Lag(func(unit string) (time.Duration, bool, bool) {
+			if !ok {
+				return 0, true, true // an empty index: nothing to handle
+			}
+			info, err := subscribe.DescribeCheckpoint(byUnit[unit].Position, 0)
+			if err != nil {
+				return 0, false, false
+			}
+			head, at := pos, headAt
+			if b, isBucket := strings.CutPrefix(unit, unitBucketPrefix); isBucket && heads != nil {
+				if head = heads[b]; head.IsZero() {
+					return 0, true, true // an empty bucket
+				}
+				at, _ = store.ParseCommitIDTime(head.CommitID)
+			}
+			return info.Behind(head, at)
+		})
+		if known {
+			lags[h.Subscription] = lag
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case listErr != nil && m.lagErr == nil:
+		m.log.Warn("listing a subscription's checkpoints for its lag failed; its lag is the last read", "err", listErr)
+	case listErr == nil && m.lagErr != nil:
+		m.log.Info("listing the subscriptions' checkpoints for their lag works again")
+	}
+	m.lagErr, m.subLag = listErr, lags
 }
 
 // update reads the subscriptions' health and updates their tracks; it
@@ -505,6 +598,9 @@ var (
 	descLost = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_units_lost",
 		"1 while this process holds no unit of the subscription after losing them through failures (not handed over), until it renews a lease again or sees every unit held by another live process; 0 otherwise.",
 		[]string{"subscription"}, nil)
+	descSubLag = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_subscription_lag_seconds",
+		"The subscription's lag read from the checkpoints of all its units, whoever holds them (a stream subscription in shards: its shard units): the newest commit's time less the time before which the unit furthest behind has handled every commit; 0 when caught up. Every daemon that runs the subscription reports it; absent while unknown (docs/health.md).",
+		[]string{"subscription"}, nil)
 	descHead = prometheus.NewDesc(promhooks.DefaultNamespace+"_daemon_head_commit_timestamp_seconds",
 		"Commit time (Unix seconds, from its commit id) of the newest commit in the commit-order index; absent until read.",
 		nil, nil)
@@ -518,7 +614,7 @@ var states = []subscribe.State{subscribe.StateIdle, subscribe.StateWaiting, subs
 
 // Describe implements prometheus.Collector.
 func (m *monitor) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descReady, descStuck, descBehind, descStalled, descSaved, descAge, descUnchanged, descFailing, descAuth, descLost, descHead, descProbes, descProbeErrors} {
+	for _, d := range []*prometheus.Desc{descState, descReady, descStuck, descBehind, descStalled, descSaved, descAge, descUnchanged, descFailing, descAuth, descLost, descSubLag, descHead, descProbes, descProbeErrors} {
 		ch <- d
 	}
 }
@@ -559,6 +655,9 @@ func (m *monitor) Collect(ch chan<- prometheus.Metric) {
 	}
 	m.mu.Lock()
 	headTime, probes, probeErr := m.headTime, m.probes, m.probeErr
+	for sub, lag := range m.subLag {
+		emit(ch, descSubLag, prometheus.GaugeValue, lag.Seconds(), sub)
+	}
 	m.mu.Unlock()
 	if !headTime.IsZero() {
 		emit(ch, descHead, prometheus.GaugeValue, float64(headTime.UnixMilli())/1000)

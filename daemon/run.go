@@ -241,6 +241,7 @@ func (p *plan) run(ctx context.Context, opts Options, log *slog.Logger) error {
 	}
 	mon := newMonitor(w, st, opts.Clock, time.Duration(cfg.StuckAfter), log)
 	mon.failAfter, mon.callTimeout = time.Duration(cfg.FailAfter), time.Duration(cfg.AWSCallTimeout)
+	mon.lister = cps
 	if err := reg.Register(mon); err != nil {
 		return err
 	}

@@ -102,3 +102,18 @@ func (info CheckpointInfo) Behind(head store.Position, headAt time.Time) (lag ti
 	lag = max(headAt.Sub(info.HandledBefore), 0)
 	return lag, lag == 0 && info.Phase == phaseStream, true
 }
+
+// Lag returns the subscription's lag: the greatest of its Units' lags, as
+// lagOf tells each (see CheckpointInfo.Behind), caught up when all are;
+// known is false when one is unknown, or there is no unit.
+func (w Whereabouts) Lag(lagOf func(unit string) (lag time.Duration, caughtUp, known bool)) (lag time.Duration, caughtUp, known bool) {
+	caughtUp = true
+	for _, u := range w.Units {
+		l, c, k := lagOf(u)
+		if !k {
+			return 0, false, false
+		}
+		lag, caughtUp = max(lag, l), caughtUp && c
+	}
+	return lag, caughtUp, len(w.Units) > 0
+}

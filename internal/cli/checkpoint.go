@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -374,28 +375,23 @@ func locateSubscriptions(views []checkpointView, cps []checkpoint.Checkpoint, no
 		whole := views[own] // the hand-over's position, for units not started
 		v := &views[own]
 		v.InShards = w.InShards
-		v.ShardUnits = 0
-		v.lag, v.LagSeconds, v.CaughtUp = 0, nil, true
-		known := true
-		for _, u := range w.Units {
+		v.ShardUnits = len(w.Units)
+		if slices.Contains(w.Units, "") {
+			v.ShardUnits--
+		}
+		var known bool
+		v.lag, v.CaughtUp, known = w.Lag(func(u string) (time.Duration, bool, bool) {
 			uv := whole
 			if u != "" {
 				uv = views[unitView[u]]
-				v.ShardUnits++
 			}
-			if uv.LagSeconds == nil {
-				known = false
-				continue
-			}
-			v.lag = max(v.lag, uv.lag)
-			v.CaughtUp = v.CaughtUp && uv.CaughtUp
+			return uv.lag, uv.CaughtUp, uv.LagSeconds != nil
+		})
+		v.LagSeconds = nil
+		if known {
+			secs := v.lag.Seconds()
+			v.LagSeconds = &secs
 		}
-		if !known {
-			v.lag, v.CaughtUp = 0, false
-			continue
-		}
-		secs := v.lag.Seconds()
-		v.LagSeconds = &secs
 	}
 }
 
