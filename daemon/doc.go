@@ -133,13 +133,15 @@
 //	eventstore_daemon_subscription_failing_seconds          gauge    subscription, call   how long calls of one kind (read, save, renew, list) have failed with no success since; 0 while they succeed
 //	eventstore_daemon_subscription_auth_failed              gauge    subscription         1 when calls are refused for their credentials or permissions
 //	eventstore_daemon_subscription_units_lost               gauge    subscription         1 while the units were lost through failures, not handed over
+//	eventstore_daemon_subscription_lag_seconds              gauge    subscription         the subscription's lag from the checkpoints of all its units, whoever holds them (docs/health.md)
 //	eventstore_daemon_head_commit_timestamp_seconds         gauge                         commit time of the newest commit in the index
 //	eventstore_daemon_head_reads_total                      counter                       reads of the head
 //	eventstore_daemon_head_read_errors_total                counter                       reads of the head that failed
 //
 // Alert on eventstore_daemon_subscription_stuck == 1 and
-// eventstore_subscription_stopped == 1; eventstore_subscription_lag_seconds
-// says how fresh a read model is.
+// eventstore_subscription_stopped == 1; max by (subscription)
+// (eventstore_daemon_subscription_lag_seconds) says how fresh a read model
+// is, whatever its units and whichever daemons hold them.
 //
 // # Logs
 //

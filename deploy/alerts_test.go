@@ -31,7 +31,7 @@ var alertedMetrics = []string{
 	"eventstore_daemon_subscription_failing_seconds",
 	"eventstore_daemon_subscription_auth_failed",
 	"eventstore_daemon_subscription_units_lost",
-	"eventstore_subscription_lag_seconds",
+	"eventstore_daemon_subscription_lag_seconds",
 	"eventstore_subscription_circuit_open",
 	"eventstore_subscription_parked_commits",
 	"eventstore_subscription_corrupt_items_total",
