@@ -271,6 +271,7 @@ func (m *monitor) readLags(ctx context.Context, hs []subscribe.Health, pos store
 				cps = append(cps, cp)
 			}
 		}
+		m.ticked() // a listing returned: the loop makes progress
 		if err != nil {
 			listErr = err
 			m.mu.Lock()
