@@ -395,6 +395,38 @@ func locateSubscriptions(views []checkpointView, cps []checkpoint.Checkpoint, no
 	}
 }
 
+// locateOne returns v, the own checkpoint of a leased stream subscription
+// after a hand-over, located among the subscription's other checkpoints
+// (locateSubscriptions). When they cannot be listed, a warning says so and
+// v is returned as it is.
+func locateOne(ctx context.Context, s *session, cps *dynamocheckpoint.Store, v checkpointView, head headState) checkpointView {
+	var all []checkpoint.Checkpoint
+	for cp, err := range cps.List(ctx, v.Subscription) {
+		if errors.Is(err, dynamocheckpoint.ErrCorruptItem) {
+			continue
+		}
+		if err != nil {
+			s.warnf("listing the shard units of subscription %q failed; the lag is the hand-over's: %v", v.Subscription, err)
+			return v
+		}
+		all = append(all, cp)
+	}
+	views := make([]checkpointView, len(all))
+	own := -1
+	for i, cp := range all {
+		if views[i] = newCheckpointView(cp, head); cp.Unit == "" {
+			own = i
+		}
+	}
+	if own < 0 {
+		return v
+	}
+	locateSubscriptions(views, all, time.Now())
+	located := views[own]
+	v.InShards, v.ShardUnits, v.LagSeconds, v.lag, v.CaughtUp = located.InShards, located.ShardUnits, located.LagSeconds, located.lag, located.CaughtUp
+	return v
+}
+
 // summary is the position in a few words: its phase and commit id.
 func (v checkpointView) summary() string {
 	if v.PositionError != "" {
@@ -636,7 +668,10 @@ position decoded (phase; in the index and catch-up phases the position up to
 which every commit is handled, the late commits still pending and the
 aggregates tracked; in the stream phase the stream and its shards), the time
 before which every commit is handled, the latest commit in the commits table,
-the lag, and the raw position as stored.
+the lag, and the raw position as stored. The own checkpoint (no --unit) of a
+leased stream subscription whose stream has taken over says so ("in
+shards"), and its lag is the greatest of its shard units', as in
+"eventstore checkpoint list".
 
 --json prints it as one JSON object.
 
@@ -667,6 +702,9 @@ Exit status: 0 success, 1 a failure or no checkpoint for that subscription
 			}
 			head := readHead(ctx, s, st)
 			v := newCheckpointView(cp, head)
+			if cp.Unit == "" && v.Epoch > 0 {
+				v = locateOne(ctx, s, cps, v, head)
+			}
 			if head.known && !head.empty {
 				h := head.pos
 				v.Head = &h
@@ -734,6 +772,10 @@ func printCheckpoint(w io.Writer, v checkpointView, head headState, now time.Tim
 			row("pending", "%d late %s before it not handled yet", info.Pending, plural(info.Pending, "commit", "commits"))
 			row("aggregates", "%d tracked", info.Aggregates)
 		case "stream":
+			if v.InShards {
+				row("in shards", "epoch %d: %d shard %s of this hand-over not read to their end tell where the subscription is; the lag is the greatest of theirs (eventstore checkpoint list)",
+					info.Epoch, v.ShardUnits, plural(v.ShardUnits, "unit", "units"))
+			}
 			row("stream", "%s", info.StreamARN)
 			row("shards", "%d with a position, %d read to their end", info.Shards, info.Finished)
 			row("aggregates", "%d tracked", info.Aggregates)

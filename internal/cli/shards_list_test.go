@@ -63,7 +63,8 @@ func shardAt(t *testing.T, cps *dynamocheckpoint.Store, sub, unit, owner, positi
 // its shard units, its own row says so and shows the subscription's lag,
 // the greatest of its live shard units', not the hand-over's lag, which
 // grows with every commit; finished shards and shard units of an earlier
-// hand-over do not count.
+// hand-over do not count. checkpoint get of its own checkpoint says the
+// same.
 func TestCheckpointListInShards(t *testing.T) {
 	t.Parallel()
 	table, cpTable := newTable(t), newCheckpointTable(t)
@@ -149,5 +150,30 @@ func TestCheckpointListInShards(t *testing.T) {
 	}
 	if l := row(t, r.stdout, "orders        -  "); strings.Contains(l, "1m38s") {
 		t.Errorf("the subscription's row shows the hand-over's lag: %q", l)
+	}
+
+	// checkpoint get of the subscription's own checkpoint says the same.
+	r = bothCmd(t, table, cpTable, "checkpoint", "get", "orders")
+	r.want(t, 0)
+	if l := row(t, r.stdout, "in shards:"); !strings.Contains(l, fmt.Sprintf("epoch %d: 2 shard units", epoch)) {
+		t.Errorf("get: %q", l)
+	}
+	if l := row(t, r.stdout, "lag:"); !strings.HasSuffix(l, " 13s") {
+		t.Errorf("get: %q, want the shards' lag, 13s", l)
+	}
+	r = bothCmd(t, table, cpTable, "checkpoint", "get", "orders", "--json")
+	r.want(t, 0)
+	var got view
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !got.InShards || got.ShardUnits != 2 || lag(got) != "13" {
+		t.Errorf("get --json: inShards %v shardUnits %d lag %s, want in shards, 2, 13", got.InShards, got.ShardUnits, lag(got))
+	}
+	// A shard unit's own checkpoint is as it is.
+	r = bothCmd(t, table, cpTable, "checkpoint", "get", "orders", "--unit", "shard-s-c")
+	r.want(t, 0)
+	if strings.Contains(r.stdout, "in shards:") || !strings.HasSuffix(row(t, r.stdout, "lag:"), " 8.0s") {
+		t.Errorf("get --unit shard-s-c:\n%s", r.stdout)
 	}
 }
