@@ -288,6 +288,9 @@ type streamSource struct {
 	// holding counts the held commits, for lag reports that must not wait
 	// for h.mu (a delivery holds it while the read-ahead is full).
 	holding atomic.Int64
+	// owedSince is when the records the start position owes begin: those
+	// older than its Resume − Margin were handled. Zero when unknown.
+	owedSince time.Time
 }
 
 func (h *hybridSource) newStreamSource(arn string, start streamCheckpoint, initial streamtypes.ShardIteratorType) (*streamSource, error) {
@@ -297,6 +300,8 @@ func (h *hybridSource) newStreamSource(arn string, start streamCheckpoint, initi
 	st.start = start.position()
 	if start.StreamARN != arn {
 		st.start = streamreader.Position{StreamARN: arn}
+	} else if start.Resume > 0 {
+		st.owedSince = time.UnixMilli(start.Resume).Add(-h.s.Stream.Margin)
 	}
 	rd, err := streamreader.New(h.w.cfg.Streams, arn, streamreader.Options{
 		InitialPosition: initial,
@@ -336,7 +341,8 @@ func (st *streamSource) run(ctx context.Context) error {
 	if slices.Contains(st.start.Finished, st.shard) {
 		return errShardFinished
 	}
-	if err := st.rd.RunShard(ctx, st.shard, st.start.Shards[st.shard], st.onRecord); err != nil {
+	from := streamreader.ShardStart{After: st.start.Shards[st.shard], OwedSince: st.owedSince}
+	if err := st.rd.RunShardFrom(ctx, st.shard, from, st.onRecord); err != nil {
 		return err
 	}
 	// The shard is read: nothing will come to fill the gaps of commits held,

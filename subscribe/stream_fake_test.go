@@ -66,6 +66,11 @@ type fakeStreams struct {
 	// lineage lists the shards opened before their parent was read to its
 	// end.
 	lineage []string
+	// local makes an iterator handed out while its shard held no record
+	// fail with TrimmedDataAccessException once the shard has records, as
+	// DynamoDB Local's do when any table was written in between (see
+	// docs/stream.md). DynamoDB does not.
+	local bool
 }
 
 type fakeStream struct {
@@ -87,6 +92,7 @@ type fakeShard struct {
 type fakeIter struct {
 	arn, shard string
 	pos        int
+	empty      bool // handed out while its shard held no record
 }
 
 // fakeOpen is a GetShardIterator call that returned an iterator.
@@ -413,7 +419,8 @@ func (f *fakeStreams) GetShardIterator(ctx context.Context, in *dynamodbstreams.
 func (f *fakeStreams) newIter(arn, shard string, pos int) string {
 	f.nIter++
 	tok := "iterator-" + strconv.Itoa(f.nIter)
-	f.iters[tok] = fakeIter{arn: arn, shard: shard, pos: pos}
+	s := f.streams[arn].shard(shard)
+	f.iters[tok] = fakeIter{arn: arn, shard: shard, pos: pos, empty: len(s.recs) == 0}
 	return tok
 }
 
@@ -441,7 +448,7 @@ func (f *fakeStreams) GetRecords(ctx context.Context, in *dynamodbstreams.GetRec
 		return nil, f.fail(&streamtypes.ExpiredIteratorException{Message: aws.String("Iterator expired")})
 	}
 	s := st.shard(it.shard)
-	if it.pos < s.trimmed {
+	if it.pos < s.trimmed || f.local && it.empty && len(s.recs) > 0 {
 		return nil, f.fail(&streamtypes.TrimmedDataAccessException{Message: aws.String("the requested records are beyond the trim horizon")})
 	}
 	limit := f.page

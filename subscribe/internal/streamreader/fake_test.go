@@ -35,6 +35,11 @@ type fakeStream struct {
 	// ("" for DescribeStream), from 1.
 	fault  func(op, shard string, n int) error
 	counts map[string]int
+	// local makes an iterator handed out while its shard held no record
+	// fail with TrimmedDataAccessException once the shard has records, as
+	// DynamoDB Local's do when any table was written in between (see
+	// docs/stream.md). DynamoDB does not.
+	local bool
 }
 
 type fakeShard struct {
@@ -50,6 +55,7 @@ type fakeIter struct {
 	shard  string
 	pos    int
 	issued time.Time
+	empty  bool // handed out while its shard held no record
 }
 
 type fakeCall struct {
@@ -266,7 +272,7 @@ func (f *fakeStream) GetShardIterator(ctx context.Context, in *dynamodbstreams.G
 	}
 	f.nIter++
 	tok := fmt.Sprintf("it-%d", f.nIter)
-	f.iters[tok] = fakeIter{shard: s.id, pos: pos, issued: f.clock()}
+	f.iters[tok] = fakeIter{shard: s.id, pos: pos, issued: f.clock(), empty: len(s.recs) == 0}
 	f.calls = append(f.calls, c)
 	return &dynamodbstreams.GetShardIteratorOutput{ShardIterator: aws.String(tok)}, nil
 }
@@ -302,7 +308,7 @@ func (f *fakeStream) GetRecords(ctx context.Context, in *dynamodbstreams.GetReco
 	if s.unlisted || s.expired {
 		return fail(notFound("Requested resource not found: Shard does not exist"))
 	}
-	if it.pos < s.trimmed {
+	if it.pos < s.trimmed || f.local && it.empty && len(s.recs) > 0 {
 		return fail(&types.TrimmedDataAccessException{Message: aws.String("trimmed")})
 	}
 	limit := 1000
@@ -314,7 +320,7 @@ func (f *fakeStream) GetRecords(ctx context.Context, in *dynamodbstreams.GetReco
 	if !s.closed || end < len(s.recs) {
 		f.nIter++
 		tok := fmt.Sprintf("it-%d", f.nIter)
-		f.iters[tok] = fakeIter{shard: s.id, pos: end, issued: f.clock()}
+		f.iters[tok] = fakeIter{shard: s.id, pos: end, issued: f.clock(), empty: len(s.recs) == 0}
 		out.NextShardIterator = aws.String(tok)
 	}
 	c.records = len(out.Records)

@@ -626,6 +626,39 @@ func (r *Reader) shardsAnyStatus(ctx context.Context) ([]Shard, bool, error) {
 // wrapped with the shard id, a call still failing after its retries, or
 // ErrRunning while another Run or RunShard of this Reader is in progress.
 func (r *Reader) RunShard(ctx context.Context, shardID, after string, emit func(ctx context.Context, rec Record) error) error {
+	return r.RunShardFrom(ctx, shardID, ShardStart{After: after}, emit)
+}
+
+// Retention is how long DynamoDB Streams keeps a record: 24 hours. Only
+// records older than that are trimmed.
+const Retention = 24 * time.Hour
+
+// trimSafety is how much younger than Retention a ShardStart.OwedSince must
+// be for a TrimmedDataAccessException to be taken as trimming nothing owed:
+// room for the clocks of the writer, DynamoDB and the reader to differ.
+const trimSafety = time.Hour
+
+// ShardStart is where RunShardFrom starts reading a shard.
+type ShardStart struct {
+	// After is the sequence number of the last record already handled:
+	// reading resumes after it. "" reads from TRIM_HORIZON.
+	After string
+	// OwedSince, with After "", is the time from which the shard's records
+	// are owed to the caller (a record written before it was handled by
+	// other means); zero means every record of the shard is owed. When a
+	// GetRecords call from TRIM_HORIZON, before any record was emitted,
+	// fails with TrimmedDataAccessException and OwedSince is less than
+	// Retention minus an hour ago, the records trimmed (older than
+	// Retention) cannot be owed: the shard is opened again at TRIM_HORIZON
+	// (at most 3 times) instead of failing with a *TrimmedError. DynamoDB
+	// Local raises that exception for an iterator taken while the shard
+	// held no record, once its first record is written (see docs/stream.md).
+	OwedSince time.Time
+}
+
+// RunShardFrom is RunShard from start: after start.After, or from
+// TRIM_HORIZON with the records written before start.OwedSince not owed.
+func (r *Reader) RunShardFrom(ctx context.Context, shardID string, start ShardStart, emit func(ctx context.Context, rec Record) error) error {
 	if emit == nil {
 		return fmt.Errorf("%w: emit is nil", ErrInvalidOptions)
 	}
@@ -637,10 +670,13 @@ func (r *Reader) RunShard(ctx context.Context, shardID, after string, emit func(
 	}
 	defer r.running.Store(false)
 	spec := startSpec{typ: types.ShardIteratorTypeTrimHorizon}
-	if after != "" {
-		spec = startSpec{typ: types.ShardIteratorTypeAfterSequenceNumber, seq: after}
+	if start.After != "" {
+		spec = startSpec{typ: types.ShardIteratorTypeAfterSequenceNumber, seq: start.After}
 	}
 	s := &shardReader{r: r, id: shardID, start: spec, required: true, emit: emit, log: r.log.With("shard", shardID)}
+	if start.After == "" {
+		s.owedSince = start.OwedSince
+	}
 	if r.opts.OnPositioned != nil {
 		var once sync.Once
 		s.opened = func() { once.Do(r.opts.OnPositioned) }

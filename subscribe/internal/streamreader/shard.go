@@ -118,9 +118,13 @@ type shardReader struct {
 	// records have all expired counts as read; a required one is reported
 	// with a *TrimmedError.
 	required bool
-	emit     func(context.Context, Record) error
-	log      *slog.Logger
-	opened   func() // called once its first iterator is open, if not nil
+	// owedSince, for a required shard read from TRIM_HORIZON, is the time
+	// from which its records are owed (see ShardStart.OwedSince); zero:
+	// all of them.
+	owedSince time.Time
+	emit      func(context.Context, Record) error
+	log       *slog.Logger
+	opened    func() // called once its first iterator is open, if not nil
 
 	last     string    // sequence number of the last record emitted
 	iter     *string   // current shard iterator
@@ -169,11 +173,13 @@ func (s *shardReader) run(ctx context.Context) (gone bool, err error) {
 				}
 				continue
 			case kindTrimmed:
-				if !s.required && s.last == "" && s.trims < maxTrimRestarts {
-					// Reading from the oldest record on a first start, and
-					// the oldest expired meanwhile: nothing owed is lost.
+				if s.last == "" && s.trims < maxTrimRestarts && (!s.required || s.trimmedNothingOwed()) {
+					// Reading from the oldest record, nothing emitted yet,
+					// and the oldest expired meanwhile (or DynamoDB Local
+					// says so of an iterator taken on an empty shard):
+					// nothing owed is lost.
 					s.trims++
-					s.log.Info("streamreader: oldest records expired before the first read; starting again at TRIM_HORIZON")
+					s.log.Info("streamreader: oldest records trimmed before the first read; nothing owed is that old; starting again at TRIM_HORIZON", "err", err)
 					if end, err := s.open(ctx, startSpec{typ: types.ShardIteratorTypeTrimHorizon}); err != nil || end {
 						return s.fail(ctx, err)
 					}
@@ -206,6 +212,15 @@ func (s *shardReader) run(ctx context.Context) (gone bool, err error) {
 		s.iter, s.issued = out.NextShardIterator, issued
 		s.delay, s.idle = opts.nextDelay(s.delay, s.idle, len(out.Records))
 	}
+}
+
+// trimmedNothingOwed reports whether records trimmed from the shard, older
+// than Retention, cannot be owed: the shard is read from TRIM_HORIZON and
+// its records are owed only from owedSince, less than Retention minus
+// trimSafety ago.
+func (s *shardReader) trimmedNothingOwed() bool {
+	return s.start.typ == types.ShardIteratorTypeTrimHorizon && !s.owedSince.IsZero() &&
+		s.r.opts.Clock().Sub(s.owedSince) < Retention-trimSafety
 }
 
 // nextDelay returns the time between the start of a GetRecords call that

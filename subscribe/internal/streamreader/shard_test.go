@@ -1107,3 +1107,78 @@ func TestRunShard(t *testing.T) {
 		}
 	})
 }
+
+// TestRunShardIdleThenWritten: a shard read from TRIM_HORIZON while it holds
+// no record, polled idle, then written. DynamoDB hands the records over. A
+// TrimmedDataAccessException before the first record (DynamoDB Local's, or
+// DynamoDB's when records expire under the iterator) trims nothing owed
+// when the records are owed only from less than Retention minus an hour
+// ago: the shard is opened again at TRIM_HORIZON. Otherwise, or when
+// reading resumes after a record, it is a *TrimmedError.
+func TestRunShardIdleThenWritten(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	for _, tc := range []struct {
+		name    string
+		local   bool      // DynamoDB Local's iterators of an empty shard
+		expire  int       // records trimmed under the first iterator
+		backlog int       // records before the start
+		after   bool      // resume after the backlog's first record
+		owed    time.Time // ShardStart.OwedSince
+		want    []string  // iterators taken; nil: a *TrimmedError
+	}{
+		{name: "DynamoDB, every record owed", want: []string{"TRIM_HORIZON"}},
+		{name: "DynamoDB, owed since a minute ago", owed: now.Add(-time.Minute), want: []string{"TRIM_HORIZON"}},
+		{name: "DynamoDB Local, owed since a minute ago", local: true, owed: now.Add(-time.Minute), want: []string{"TRIM_HORIZON", "TRIM_HORIZON"}},
+		{name: "DynamoDB Local, owed since 22 h ago", local: true, owed: now.Add(-22 * time.Hour), want: []string{"TRIM_HORIZON", "TRIM_HORIZON"}},
+		{name: "DynamoDB Local, every record owed", local: true},
+		{name: "DynamoDB Local, owed since 23.5 h ago", local: true, owed: now.Add(-23*time.Hour - 30*time.Minute)},
+		{name: "expired under the iterator, owed since a minute ago", backlog: 4, expire: 2, owed: now.Add(-time.Minute), want: []string{"TRIM_HORIZON", "TRIM_HORIZON"}},
+		{name: "expired under the iterator, owed since 25 h ago", backlog: 4, expire: 2, owed: now.Add(-25 * time.Hour)},
+		{name: "expired after the record handled", backlog: 4, expire: 2, after: true, owed: now.Add(-time.Minute)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFake()
+			f.local = tc.local
+			f.addShard("S", "")
+			f.put("S", tc.backlog)
+			after := ""
+			if tc.after {
+				after = f.seqs("S")[0]
+			}
+			f.fault = func(op, shard string, n int) error {
+				if op == "GetRecords" && n == 1 && tc.expire > 0 {
+					f.update("S", func(s *fakeShard) { s.trimmed = tc.expire })
+				}
+				return nil
+			}
+			c := newCollector(t)
+			r := newReader(t, f, fastOptions(c))
+			ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- r.RunShardFrom(ctx, "S", ShardStart{After: after, OwedSince: tc.owed}, c.emit) }()
+			if tc.backlog == 0 {
+				// Idle: several empty polls, then the first writes.
+				ddbtest.Eventually(t, waitFor, func() bool { return len(f.callsOf("GetRecords")) >= 5 }, "no idle polls")
+				f.put("S", 3)
+			}
+			if tc.want == nil {
+				var te *TrimmedError
+				if err := <-done; !errors.As(err, &te) || te.ShardID != "S" {
+					t.Fatalf("RunShardFrom = %v, want a *TrimmedError of S", err)
+				}
+				return
+			}
+			want := fakeRecords(f, "S", tc.expire)
+			ddbtest.Eventually(t, waitFor, func() bool { return c.count() >= len(want) }, "%d records, want %d", c.count(), len(want))
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("RunShardFrom = %v, want context.Canceled", err)
+			}
+			equalRecords(t, recordsOf(c), want)
+			equal(t, "iterators", iteratorCalls(f, "S"), tc.want)
+		})
+	}
+}
