@@ -129,6 +129,14 @@ func (u *unit) seedShard(ctx context.Context, saved string) (string, bool) {
 // is held, then returns a catch-up through the index from the oldest of
 // their positions (see mergeShards); any other position is returned as it
 // is. It returns "" only when ctx ends.
+//
+// One listing that finds no shard unit held is enough: a shard unit
+// released, or whose lease expired, saves nothing more; and a worker that
+// takes one after the listing (it listed the subscription before the
+// rejoin was written) reads the whole checkpoint after its Take, finds
+// phase rejoin there (seedShard), and leaves without reading. While shard
+// units are held it lists again every rejoinPoll (at most BalanceEvery),
+// so that the catch-up starts as soon as their holders release them.
 func (u *unit) rejoin(ctx context.Context, saved string) string {
 	h, ok := decodeHybrid(saved)
 	if !ok || h.Phase != phaseRejoin || h.Stream == nil {
@@ -137,43 +145,32 @@ func (u *unit) rejoin(ctx context.Context, saved string) string {
 	r := u.r
 	ws := *h.Stream
 	var units []checkpoint.Checkpoint
-	// Two listings a balance round apart must find no shard unit held: a
-	// worker that listed the subscription before the rejoin was written may
-	// take a shard unit just after the first.
-	clean := 0
+	var logged []string
+	listings := 0
 	for {
-		units = units[:0]
-		var held []string
+		var all []checkpoint.Checkpoint
 		var listErr error
-		now := r.w.cfg.Clock()
+		listings++
 		for cp, err := range r.w.lister.List(ctx, r.s.Name) {
 			if err != nil {
 				listErr = err
 				continue
 			}
-			if !strings.HasPrefix(cp.Unit, shardUnitPrefix) {
-				continue
-			}
-			if _, ok := shardPosition(cp, ws.Epoch); !ok && cp.Position != "" {
-				continue // left over from an earlier epoch
-			}
-			units = append(units, cp)
-			if cp.Live(now) {
-				held = append(held, cp.Unit)
-			}
+			all = append(all, cp)
 		}
 		if ctx.Err() != nil {
 			return ""
 		}
+		var held []string
+		units, held = epochShardUnits(all, ws.Epoch, r.w.cfg.Clock())
 		if listErr == nil && len(held) == 0 {
-			if clean++; clean == 2 {
-				break
-			}
-		} else {
-			clean = 0
-			u.log.Info("waiting for the stream's shard units to stop before catching up", "held", held, "err", listErr)
+			break
 		}
-		if !sleep(ctx, r.w.cfg.Leases.BalanceEvery) {
+		if listErr != nil || listings == 1 || !slices.Equal(held, logged) {
+			u.log.Info("waiting for the stream's shard units to stop before catching up", "held", held, "err", listErr)
+			logged = held
+		}
+		if !sleep(ctx, min(rejoinPoll, r.w.cfg.Leases.BalanceEvery)) {
 			return ""
 		}
 	}
@@ -184,8 +181,31 @@ func (u *unit) rejoin(ctx context.Context, saved string) string {
 	if err != nil {
 		return ""
 	}
-	u.log.Info("the stream's shard units have stopped; catching up through the index", "from", p, "epoch", ws.Epoch)
+	u.log.Info("the stream's shard units have stopped; catching up through the index", "from", p, "epoch", ws.Epoch, "listings", listings)
 	return string(b)
+}
+
+// rejoinPoll is how often a rejoin lists the shard units while some are
+// held: they stop at their holders' next balance, and release at once.
+const rejoinPoll = 250 * time.Millisecond
+
+// epochShardUnits returns, of a subscription's checkpoints, the shard
+// units of epoch (or with no position yet), and the names of those held at
+// now: a released lease, or one expired, is not held.
+func epochShardUnits(all []checkpoint.Checkpoint, epoch int64, now time.Time) (units []checkpoint.Checkpoint, held []string) {
+	for _, cp := range all {
+		if !strings.HasPrefix(cp.Unit, shardUnitPrefix) {
+			continue
+		}
+		if _, ok := shardPosition(cp, epoch); !ok && cp.Position != "" {
+			continue // left over from an earlier epoch
+		}
+		units = append(units, cp)
+		if cp.Live(now) {
+			held = append(held, cp.Unit)
+		}
+	}
+	return units, held
 }
 
 // streamShards lists the shards of stream arn, a DISABLED stream's too,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,5 +205,84 @@ func TestStreamIdleTakeOverThenWritesFake(t *testing.T) {
 				t.Errorf("the subscription left the stream for the index %d times", n)
 			}
 		})
+	}
+}
+
+// TestRejoinWaitsOnlyForHeldShardUnits: a shard whose records were trimmed
+// sends the subscription back to the index. Its unit releases its lease as
+// it stops, so the worker that takes unit "" to catch up finds no shard unit
+// held at its first listing and starts at once: it neither lists again a
+// balance round later nor waits for a lease to expire (default Duration,
+// 20 s).
+func TestRejoinWaitsOnlyForHeldShardUnits(t *testing.T) {
+	e := newFakeEnv(t, "s1")
+	logs := &logLines{t: t}
+	opts := LeaseOptions{BalanceEvery: time.Second}
+	ws := []*shardWorker{e.startLeasedWith(t, "w1", opts, e.cps, logs), e.startLeasedWith(t, "w2", opts, e.cps, logs)}
+	epoch := e.waitSplit(t, 0)
+	ddbtest.Eventually(t, 10*time.Second, func() bool { return len(e.shardOwners(t, epoch)) == 1 }, "the shard was not taken")
+	e.f.put(e.arn, "s1", e.appendNext(t, 2, "a")...)
+	e.waitDelivered(t, 10*time.Second)
+
+	e.f.setFault(func(op, shard string, n int) error {
+		if op == "GetRecords" {
+			return throttled()
+		}
+		return nil
+	})
+	e.f.put(e.arn, "s1", e.appendNext(t, 3, "a", "b")...)
+	e.f.trim(e.arn, "s1")
+	e.f.setFault(nil)
+	const done = "the stream's shard units have stopped"
+	ddbtest.Eventually(t, 30*time.Second, func() bool { return logs.count(done) > 0 }, "no catch-up after the trim")
+	if n := logs.count(done); n != 1 {
+		t.Fatalf("%d catch-ups logged, want 1", n)
+	}
+	if n := logs.count("listings=1"); n != 1 {
+		t.Errorf("the catch-up started after more than one listing of the shard units: %d lines with listings=1", n)
+	}
+	if n := logs.count("waiting for the stream's shard units to stop"); n != 0 {
+		t.Errorf("the catch-up waited for shard units already released (%d times)", n)
+	}
+	e.waitSplit(t, epoch)
+	e.waitDelivered(t, 20*time.Second)
+	for _, sw := range ws {
+		if err := sw.stop(); err != nil {
+			t.Fatalf("%s: Run = %v", sw.owner, err)
+		}
+	}
+	e.rec.check(t, e.want)
+}
+
+// TestEpochShardUnits: the shard units a rejoin waits for are those of the
+// epoch (or with no position yet) whose lease is live: not one released,
+// expired, or of an earlier epoch.
+func TestEpochShardUnits(t *testing.T) {
+	now := time.Now()
+	at := func(epoch int64) string {
+		return mustJSON(t, hybridCheckpoint{Phase: phaseStream, Stream: &streamCheckpoint{Epoch: epoch, Resume: 1}})
+	}
+	unit := func(name, owner string, expires time.Time, pos string) checkpoint.Checkpoint {
+		return checkpoint.Checkpoint{Key: checkpoint.Key{Subscription: "s", Unit: name}, Owner: owner, Expires: expires, Position: pos}
+	}
+	all := []checkpoint.Checkpoint{
+		unit("", "w1", now.Add(time.Second), ""),
+		unit("member:w1", "w1", now.Add(time.Second), ""),
+		unit("shard-live", "w1", now.Add(time.Second), at(2)),
+		unit("shard-new", "w2", now.Add(time.Second), ""),
+		unit("shard-released", "", time.Time{}, at(2)),
+		unit("shard-expired", "w3", now.Add(-time.Millisecond), at(2)),
+		unit("shard-old", "w1", now.Add(time.Second), at(1)),
+	}
+	units, held := epochShardUnits(all, 2, now)
+	var names []string
+	for _, cp := range units {
+		names = append(names, cp.Unit)
+	}
+	if want := []string{"shard-live", "shard-new", "shard-released", "shard-expired"}; !slices.Equal(names, want) {
+		t.Errorf("units %v, want %v", names, want)
+	}
+	if want := []string{"shard-live", "shard-new"}; !slices.Equal(held, want) {
+		t.Errorf("held %v, want %v", held, want)
 	}
 }
