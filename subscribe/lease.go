@@ -55,6 +55,11 @@ type leaseManager struct {
 	// listFailed: the last round's listing failed. Only the manager's
 	// goroutine touches it.
 	listFailed bool
+	// roundAt is when a balance round last got through (Unix ns, of the
+	// worker's clock). A round still under way is not a failed one (under
+	// load a round can outlast RenewEvery), but rounds that have not got
+	// through for a lease Duration (hung) stop the renewals too.
+	roundAt atomic.Int64
 	// idle counts, per member holding no unit, the rounds it has left
 	// units free since it last held one.
 	idle map[string]int
@@ -157,6 +162,7 @@ func newLeaseManager(r *subRunner) *leaseManager {
 // drains, saves and releases its lease). It returns the errors of final
 // saves that failed.
 func (m *leaseManager) run(ctx context.Context) error {
+	m.roundAt.Store(m.r.w.cfg.Clock().UnixNano())
 	m.announce(ctx)
 	memberDone := make(chan struct{})
 	go func() {
@@ -203,7 +209,9 @@ func (m *leaseManager) nextRound() time.Duration {
 }
 
 // keepMember renews this worker's membership every RenewEvery until ctx
-// ends, while its balance rounds get through.
+// ends, while its balance rounds get through (see roundsGetThrough). A
+// record that another worker deleted meanwhile (it saw it expired for a
+// lease Duration) is taken again at the next renewal.
 func (m *leaseManager) keepMember(ctx context.Context) {
 	t := time.NewTicker(m.opts.RenewEvery)
 	defer t.Stop()
@@ -213,10 +221,18 @@ func (m *leaseManager) keepMember(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !m.roundFailed.Load() {
+		if m.roundsGetThrough() {
 			m.announce(ctx)
 		}
 	}
+}
+
+// roundsGetThrough reports whether this worker's balance rounds get
+// through: the last one did not fail, and one got through less than a
+// lease Duration ago.
+func (m *leaseManager) roundsGetThrough() bool {
+	since := m.r.w.cfg.Clock().Sub(time.Unix(0, m.roundAt.Load()))
+	return !m.roundFailed.Load() && since < m.opts.Duration
 }
 
 // announce takes or renews this worker's membership record, so that the
@@ -305,8 +321,9 @@ func (m *leaseManager) balance(ctx context.Context) {
 	}
 	// A worker whose rounds fail does not renew its membership: counted
 	// as an owner, it would lower the others' targets and leave units
-	// free.
-	m.roundFailed.Store(true) // until this round gets through
+	// free. A round under way is not a failed one: renewals go on while it
+	// runs (see roundsGetThrough).
+	//
 	// A record that cannot be read leaves its unit looking free: a Take
 	// of it presents lease 0 and is refused if the unit exists.
 	listed := map[string]checkpoint.Checkpoint{}
@@ -338,6 +355,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 	if listErr != nil && r.s.Source != SourceIndex {
 		// A stream subscription's mode is told by its checkpoint without
 		// a unit: a listing that may lack it decides nothing.
+		m.roundFailed.Store(true)
 		return
 	}
 
@@ -347,6 +365,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 	if r.s.Source != SourceIndex {
 		var ok bool
 		if specs, ok = m.streamSpecs(ctx, listed, now); !ok {
+			m.roundFailed.Store(true)
 			return
 		}
 	}
@@ -439,6 +458,7 @@ func (m *leaseManager) balance(ctx context.Context) {
 		}
 	}
 	m.roundFailed.Store(false)
+	m.roundAt.Store(now.UnixNano())
 	owners := len(ownerSet)
 	target := (len(specs) + owners - 1) / owners
 	// The fewest units another owner holds: a member holding none counts.
