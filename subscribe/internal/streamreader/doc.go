@@ -79,7 +79,10 @@
 // does not exist"). Such a shard owes the caller nothing, so it counts as
 // read (OnShardEnd is called) and its children are read. Likewise a first
 // start reading a shard from TRIM_HORIZON whose oldest records expire before
-// the first GetRecords starts again at the new TRIM_HORIZON.
+// the first GetRecords starts again at the new TRIM_HORIZON, and so does
+// [Reader.RunShardFrom] from TRIM_HORIZON, before its first record, when
+// the records it owes are younger than 24 hours less an hour
+// (ShardStart.OwedSince): the records trimmed cannot be owed.
 //
 // # Positions
 //
@@ -97,11 +100,17 @@
 // # DynamoDB Local
 //
 // DynamoDB Local 3.3 (what the tests run against) has one shard per stream
-// that never closes or splits, never trims or expires iterators within a
-// test, and rounds ApproximateCreationDateTime down to the minute. Disabling
-// its stream closes the shard (GetRecords then returns the rest and no
+// that never closes or splits, never trims records or expires iterators
+// within a test, and rounds ApproximateCreationDateTime down to the
+// minute. Disabling its stream closes the shard (GetRecords then returns the rest and no
 // NextShardIterator) and leaves the old ARN describable with status
 // DISABLED and still readable, as AWS does for 24 hours; enabling it again
-// gives a new ARN. Lineage, paging, trimming, expiry and throttling are
+// gives a new ARN. Its sequence numbers come from one counter shared by
+// every write to every table: an iterator it hands out while a shard holds
+// no record points at the shard's starting sequence number, and once the
+// shard's first record is written, with any other write in between, that
+// iterator fails with TrimmedDataAccessException, which DynamoDB only
+// raises for records older than 24 hours (see ShardStart.OwedSince and
+// docs/stream.md). Lineage, paging, trimming, expiry and throttling are
 // tested against a fake of API.
 package streamreader
