@@ -115,7 +115,6 @@ func TestMemberRecordDeletedWhileLiveIsHarmless(t *testing.T) {
 	memWaitFor(t, func() bool { return e.balanced(3, w1, w2) }, "the units were not shared three and three")
 	gains := w1.log.gains() + w2.log.gains()
 	losses := len(w1.log.losses()) + len(w2.log.losses())
-
 	h.holdRenewals.Store(true)
 	memWaitFor(t, func() bool {
 		_, err := e.member("w2")
@@ -143,7 +142,16 @@ func TestMemberRecordDeletedWhileLiveIsHarmless(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if e.rec.duplicates != 0 || len(e.rec.violations) > 0 {
-		t.Fatalf("%d duplicates, order violations %v", e.rec.duplicates, e.rec.violations)
+	if len(e.rec.violations) > 0 {
+		t.Fatalf("order violations %v", e.rec.violations)
+	}
+	// A lease lost while the units were first shared (w2 stealing a unit
+	// w1 was still handling) redelivers what w1 handled since its last
+	// save, as at-least-once allows; with none lost, nothing comes twice.
+	switch {
+	case losses == 0 && e.rec.duplicates != 0:
+		t.Fatalf("%d duplicates with no lease lost", e.rec.duplicates)
+	case e.rec.duplicates > len(e.m.commits)/6:
+		t.Fatalf("%d duplicates, more than one unit's %d commits", e.rec.duplicates, len(e.m.commits)/6)
 	}
 }
