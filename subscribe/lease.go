@@ -70,6 +70,14 @@ type leaseManager struct {
 	// worker, how many rounds in a row it has not given any back, and how
 	// many it held; only the manager's goroutine touches it.
 	stall map[string]stallSeen
+	// roundNow asks for a balance round at once, without waiting for
+	// BalanceEvery: a unit held has ended by itself (see unitEnded).
+	roundNow chan struct{}
+	// listNow: the round under way was asked for by unitEnded, and lists
+	// the stream's shards afresh rather than share a listing up to a
+	// round old, which may not show the shards it is asked for (a
+	// finished shard's children). Only the manager's goroutine touches it.
+	listNow bool
 }
 
 // stallSeen is an owner above this worker by two units or more, as seen.
@@ -155,7 +163,7 @@ type heldUnit struct {
 }
 
 func newLeaseManager(r *subRunner) *leaseManager {
-	return &leaseManager{r: r, opts: *r.w.cfg.Leases, held: map[string]*heldUnit{}}
+	return &leaseManager{r: r, opts: *r.w.cfg.Leases, held: map[string]*heldUnit{}, roundNow: make(chan struct{}, 1)}
 }
 
 // run balances until ctx ends, then waits for every unit to stop (each
@@ -173,6 +181,7 @@ func (m *leaseManager) run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		m.balance(ctx)
+		m.listNow = false
 		t.Reset(m.nextRound())
 		select {
 		case <-ctx.Done():
@@ -184,7 +193,22 @@ func (m *leaseManager) run(ctx context.Context) error {
 			defer m.mu.Unlock()
 			return errors.Join(m.errs...)
 		case <-t.C:
+		case <-m.roundNow:
+			m.listNow = true
 		}
+	}
+}
+
+// unitEnded asks for a balance round at once after a unit held ended by
+// itself (its source's errSplit, errShardFinished or errRejoin), once it
+// has saved, released its lease and stopped: what runs next (the stream's
+// shard units after a hand-over, a finished shard's children, a rejoin)
+// is decided by a round, and waiting for the next one would pause delivery
+// for up to BalanceEvery. A round already asked for is enough.
+func (m *leaseManager) unitEnded() {
+	select {
+	case m.roundNow <- struct{}{}:
+	default:
 	}
 }
 
@@ -579,7 +603,12 @@ func (m *leaseManager) take(ctx context.Context, spec unitSpec, seen checkpoint.
 		hk.OnLeaseGained(r.s.Name, name)
 	}
 	m.wg.Go(func() {
-		defer close(h.done)
+		defer func() {
+			close(h.done) // before the round asked for below: it reaps the unit
+			if u.ended != nil && ctx.Err() == nil {
+				m.unitEnded()
+			}
+		}()
 		defer cancel()
 		err := u.run(uctx, cp, started.Add(m.opts.Duration))
 		u.remove()

@@ -399,10 +399,15 @@ func (m *leaseManager) streamSpecs(ctx context.Context, all map[string]checkpoin
 }
 
 // shards lists the shards of the stream arn, a listing younger than a
-// balance round shared with the worker's other subscriptions. A DISABLED
+// balance round shared with the worker's other subscriptions (a fresh one
+// in a round asked for by unitEnded). A DISABLED
 // stream returns an error matching streamreader.ErrStreamGone.
 func (m *leaseManager) shards(ctx context.Context, arn string) ([]streamreader.Shard, error) {
-	shards, disabled, err := m.r.w.listShards(ctx, arn, m.opts.BalanceEvery*9/10)
+	fresh := m.opts.BalanceEvery * 9 / 10
+	if m.listNow {
+		fresh = 0
+	}
+	shards, disabled, err := m.r.w.listShards(ctx, arn, fresh)
 	if err == nil && disabled {
 		return nil, fmt.Errorf("%w: stream %s is DISABLED", streamreader.ErrStreamGone, arn)
 	}
