@@ -224,6 +224,13 @@ type Config struct {
 // less: three workers on six units settle at two each, on seven units at
 // three, two and two.
 //
+// A unit that ends by itself (a stream subscription's unit "" once the
+// stream has taken over, a shard unit whose shard is read to its end or
+// whose records are trimmed) has its worker run a round at once, once it
+// has saved and released its lease, rather than at the next BalanceEvery:
+// the worker takes its share of what follows (the shard units, a shard's
+// children) without a pause (see docs/stream.md).
+//
 // # Renewal and loss
 //
 // Each unit held is renewed every RenewEvery (checkpoint.Leaser.Renew).
