@@ -187,11 +187,15 @@ func (h *hybridSource) done(c Commit) {
 	h.omu.Lock()
 	t := h.origins[c.Position()]
 	delete(h.origins, c.Position())
-	idx, str := h.idx, h.str
 	h.omu.Unlock()
 	if t != nil {
 		t.handled(c)
 	}
+	// The sources are read after t learned of c: a stream source made
+	// meanwhile learned of it from the index's marks, or is told here.
+	h.omu.Lock()
+	idx, str := h.idx, h.str
+	h.omu.Unlock()
 	// Whichever checkpoint is saved knows the aggregate moved on.
 	if str != nil && t != committer(str.track) {
 		str.track.handled(c)
@@ -398,6 +402,10 @@ func (h *hybridSource) startStream(ctx context.Context, cp streamCheckpoint, ini
 func (h *hybridSource) catchUp(ctx context.Context) error {
 	idx := buildIndexSource(h.w, h.s, h.idxStart, h.seq, &h.mu)
 	idx.onRead = h.onRead
+	// The stream's tracker learns the aggregates handled within Margin
+	// before it is made (see learnHistory): the index keeps them that
+	// long, even once its sweep has passed them.
+	idx.track.keep = func() store.Position { return timeFloor(h.w.cfg.Clock().Add(-h.s.Stream.Margin)) }
 	idxCtx, stopIdx := context.WithCancel(ctx)
 	idxDone := make(chan error, 1)
 	go func() {
@@ -433,6 +441,7 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 			stop()
 			return err
 		}
+		h.learnHistory(idx)
 		h.omu.Lock()
 		positioned := h.str.positioned
 		h.omu.Unlock()
@@ -503,6 +512,19 @@ func (h *hybridSource) catchUp(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// learnHistory tells the stream source just made the progress of the
+// aggregates the index handled from its Resume − Margin on, before it was
+// made (it learns of those handled later from done). Without it, its
+// checkpoint, which the hand-over saves and a restart or the shard units
+// start from, would not know them: an aggregate's next version read from
+// the stream would have them repaired from the table, and delivered again.
+func (h *hybridSource) learnHistory(idx *indexSource) {
+	h.omu.Lock()
+	str := h.str
+	h.omu.Unlock()
+	str.track.learn(idx.track.marksAfter(str.track.owedFrom()))
 }
 
 // handoverWait is about how long the stream takes to take over once it is

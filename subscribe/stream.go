@@ -160,6 +160,31 @@ func (t *streamTracker) handled(c Commit) {
 	t.aggs[c.AggregateID] = t.aggs[c.AggregateID].moved(c)
 }
 
+// owedFrom returns the position the tracker's checkpoint keeps
+// aggregates' progress after: Margin before the newest record read, or
+// before the tracker was made if none was.
+func (t *streamTracker) owedFrom() store.Position {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return timeFloor(t.lastAt.Add(-t.margin))
+}
+
+// learn records the handled progress of aggregates handled before the
+// tracker was made (by the index catch-up it takes over from), so that its
+// checkpoint knows them until they lie Margin before Resume.
+func (t *streamTracker) learn(marks map[string]handledAgg) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, m := range marks {
+		a := t.aggs[id]
+		a.next = max(a.next, m.next)
+		if m.last.Compare(a.last) > 0 {
+			a.last = m.last
+		}
+		t.aggs[id] = a
+	}
+}
+
 // caughtUp records that a shard had nothing unread at time at, so that an
 // idle shard does not hold Resume back while others move. It moves the
 // shard's bound in steps of half the Margin: an idle checkpoint changes

@@ -1178,19 +1178,7 @@ func TestFakeStreamStartNowBeforeStreamOpens(t *testing.T) {
 // delivered again when the shard is read from TRIM_HORIZON.
 func TestFakeStreamOldRecordsNotRedelivered(t *testing.T) {
 	t.Run("restart_before_any_record", func(t *testing.T) {
-		e := newFakeEnv(t, "shard-0")
-		e.f.put(e.arn, "shard-0", e.appendNext(t, 2, "a", "b")...) // history, from the index
-		time.Sleep(700 * time.Millisecond)                         // older than Margin at the hand-over
-		stop := e.start(t)
-		e.waitStream(t, e.arn)
-		e.waitDelivered(t, 5*time.Second)
-		mustStop(t, stop) // no record read since the hand-over
-		stop = e.start(t)
-		e.waitStream(t, e.arn)
-		e.f.put(e.arn, "shard-0", e.appendNext(t, 1, "a", "c")...)
-		e.waitDelivered(t, 5*time.Second)
-		mustStop(t, stop)
-		e.check(t)
+		restartAfterHistory(t, 700*time.Millisecond) // older than Margin at the hand-over
 	})
 	t.Run("expired_before_any_record_start_now", func(t *testing.T) {
 		e := newFakeEnv(t, "shard-0")

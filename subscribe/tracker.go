@@ -33,6 +33,12 @@ type tracker struct {
 	aggs     map[string]handledAgg  // handled progress of aggregates active after the sweep position
 	ages     map[store.Position]int64
 	held     map[store.Position]bool // recorded by hold, not emitted yet
+	// keep, if set, returns a position before which aggregates' progress
+	// may be forgotten even when after the sweep position is not: the
+	// stream taking over from an index catch-up learns from marksAfter
+	// the aggregates handled within its Margin, which the sweep may have
+	// passed. Set before the source runs.
+	keep func() store.Position
 }
 
 // handledAgg is one aggregate's handled progress.
@@ -124,6 +130,20 @@ func (t *tracker) noteHandled(c Commit) {
 	t.aggs[c.AggregateID] = t.aggs[c.AggregateID].moved(c)
 }
 
+// marksAfter returns the handled progress of the aggregates whose last
+// handled commit lies after p.
+func (t *tracker) marksAfter(p store.Position) map[string]handledAgg {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]handledAgg{}
+	for id, a := range t.aggs {
+		if a.last.Compare(p) > 0 {
+			out[id] = a
+		}
+	}
+	return out
+}
+
 // swept records the sweep cursor.
 func (t *tracker) swept(p store.Position) {
 	t.mu.Lock()
@@ -169,10 +189,18 @@ func (t *tracker) checkpoint() indexCheckpoint {
 		id string
 		handledAgg
 	}
+	forget := cp.Sweep
+	if t.keep != nil {
+		if k := t.keep(); k.Compare(forget) < 0 {
+			forget = k
+		}
+	}
 	var active []entry
 	for id, a := range t.aggs {
 		if a.last.Compare(cp.Sweep) <= 0 {
-			delete(t.aggs, id) // a restart re-reads nothing of it
+			if a.last.Compare(forget) <= 0 {
+				delete(t.aggs, id) // a restart re-reads nothing of it
+			}
 			continue
 		}
 		active = append(active, entry{id, a})
