@@ -85,8 +85,9 @@
 //	          stopped or is stuck, when its reads of commits, checkpoint
 //	          saves, lease renewals or listings of leases have failed for
 //	          --fail-after (10 s) with no success, when it lost its units
-//	          through failures rather than handing them over, or when AWS
-//	          refuses its credentials. A standby (another daemon holds the
+//	          through failures rather than handing them over, while its
+//	          handler's circuit is open, or when AWS refuses its
+//	          credentials. A standby (another daemon holds the
 //	          units, the connection works) is ready. The body has one line
 //	          per subscription: its name, its state and, when it is not
 //	          ready, why. docs/health.md has the table of states.

@@ -532,8 +532,9 @@ HTTP (--listen): /metrics (Prometheus), /healthz (200 while the process
 serves and its loops make progress), /readyz (200 when every subscription
 does its job; 503, with one line per subscription saying why, when one has
 stopped or is stuck, when reads, checkpoint saves or lease renewals have
-failed for --fail-after, when units were lost through failures, or when
-AWS refuses the credentials; see docs/health.md).
+failed for --fail-after, when units were lost through failures, while the
+handler's circuit is open, or when AWS refuses the credentials; see
+docs/health.md).
 
 SIGTERM or SIGINT stops cleanly within --shutdown-timeout: reading stops,
 handlers drain, the last checkpoints are written, exit status 0. A second
